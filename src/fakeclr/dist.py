@@ -1,0 +1,91 @@
+"""torchrun helpers. Every function is the identity when torch.distributed is not initialised.
+
+Launch with ``torchrun --nproc_per_node N -m fakeclr train ...`` (or the ``fakeclr`` script): the trainer calls
+:func:`init` which joins the process group named by torchrun's environment (gloo on CPU, nccl on CUDA).
+Gradients are averaged explicitly per phase (:func:`average_gradients`), which keeps lazy regularisation and
+parameters unused in a phase simple (no DDP wrapper, no unused-parameter detection).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import torch
+import torch.distributed as dist
+
+
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def env_world_size() -> int:
+    """The process count torchrun announces, before :func:`init` (1 outside torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init(device_type: str) -> torch.device:
+    """Join torchrun's process group if there is one; return this process's device."""
+    if env_world_size() > 1 and not is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+    if device_type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device(device_type)
+
+
+def barrier() -> None:
+    if is_initialized():
+        dist.barrier()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum of ``t`` over processes (in place; ``t`` itself when not distributed)."""
+    if is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
+    """``[N, ...]`` per process -> ``[world * N, ...]`` in rank order (no gradient)."""
+    if not is_initialized():
+        return t
+    out = [torch.empty_like(t) for _ in range(world_size())]
+    dist.all_gather(out, t.contiguous())
+    return torch.cat(out)
+
+
+def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
+    """Average ``.grad`` over processes; a missing grad counts as zeros so every rank reduces the same buffer."""
+    params = [p for p in params if p.requires_grad]
+    if not is_initialized() or not params:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.flatten() for p in params])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= world_size()
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad.copy_(flat[offset: offset + n].view_as(p.grad))
+        offset += n
+
+
+def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
+    """Make every process hold rank ``src``'s parameters and buffers."""
+    if not is_initialized():
+        return
+    for t in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(t.data, src=src)

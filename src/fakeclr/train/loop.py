@@ -1,0 +1,390 @@
+"""The training loop, top to bottom.
+
+One iteration: draw a real batch and one latent batch per phase, run the phases that are due (``Gmain``,
+``Greg``, ``Dmain``, ``Dreg``; see :mod:`fakeclr.train.loss`), update ``G_ema``, update the augmentation
+probability, and at tick / snapshot boundaries log, draw the sample grid and write checkpoints. Progress is
+counted in images (``cur_nimg``); kimg = 1000 images. Everything a continued run needs is in the training state,
+so a run stopped at any snapshot and resumed equals the uninterrupted run bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import dist
+from ..config import TrainConfig, validate
+from ..data import open_dataset
+from ..errors import UserError
+from ..images import save_grid
+from ..nn import Discriminator, Generator
+from . import checkpoint as ckpt
+from .augmentation import Augmentation
+from .loss import PHASES, PhaseContext, stylegan2_terms
+from .monitor import Monitor
+
+
+class TrainingStopped(Exception):
+    """Training ended early on a signal; the state was saved. ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class Phase:
+    """One optimisation phase: the module it trains, its optimizer, how often it runs and its loss terms."""
+    name: str
+    module: torch.nn.Module
+    opt: torch.optim.Optimizer
+    interval: int
+    terms: list
+
+    @property
+    def gain(self) -> float:
+        return float(self.interval)
+
+
+class RealSampler:
+    """Endless shuffled passes over a data set, reproducible from its own generator (training state)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n = n
+        self.gen = torch.Generator().manual_seed(seed)
+        self.perm = torch.randperm(n, generator=self.gen)
+        self.pos = 0
+
+    def next(self, k: int) -> torch.Tensor:
+        """The next ``k`` indices ``[k]``."""
+        out = []
+        while len(out) < k:
+            if self.pos == self.n:
+                self.perm = torch.randperm(self.n, generator=self.gen)
+                self.pos = 0
+            take = min(k - len(out), self.n - self.pos)
+            out.extend(self.perm[self.pos:self.pos + take].tolist())
+            self.pos += take
+        return torch.tensor(out, dtype=torch.long)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"gen": self.gen.get_state(), "perm": self.perm.clone(), "pos": self.pos}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.gen.set_state(s["gen"])
+        self.perm = s["perm"].clone()
+        self.pos = int(s["pos"])
+
+
+def build_networks(cfg: TrainConfig, c_dim: int) -> tuple[Generator, Discriminator]:
+    """G and D for a resolved config (``cfg.data.resolution`` and ``channels`` set)."""
+    n = cfg.network
+    common = dict(c_dim=c_dim, img_resolution=cfg.data.resolution, img_channels=cfg.data.channels,
+                  channel_base=n.channel_base, channel_max=n.channel_max, conv_clamp=n.conv_clamp)
+    G = Generator(z_dim=n.z_dim, w_dim=n.w_dim, mapping_layers=n.mapping_layers, **common)
+    D = Discriminator(mbstd_group_size=n.mbstd_group_size, **common)
+    return G, D
+
+
+def make_optimizer(module: torch.nn.Module, cfg: TrainConfig, interval: int) -> torch.optim.Adam:
+    """Adam; with lazy regularisation every ``interval`` steps, lr and betas are rescaled (StyleGAN2 App. B)."""
+    ratio = interval / (interval + 1) if interval > 1 else 1.0
+    o = cfg.optim
+    return torch.optim.Adam(module.parameters(), lr=o.lr * ratio, betas=(o.beta1 ** ratio, o.beta2 ** ratio), eps=o.eps)
+
+
+def build_phases(G, D, cfg: TrainConfig, terms: list) -> list[Phase]:
+    """Group the terms by phase; a phase without terms is dropped. G/D optimizers are shared by their phases."""
+    g_int = cfg.loss.pl_interval if any(t.phase == "Greg" for t in terms) else 1
+    d_int = cfg.loss.r1_interval if any(t.phase == "Dreg" for t in terms) else 1
+    G_opt, D_opt = make_optimizer(G, cfg, g_int), make_optimizer(D, cfg, d_int)
+    spec = {"Gmain": (G, G_opt, 1), "Greg": (G, G_opt, max(g_int, 1)),
+            "Dmain": (D, D_opt, 1), "Dreg": (D, D_opt, max(d_int, 1))}
+    phases = []
+    for name in PHASES:
+        module, opt, interval = spec[name]
+        phase_terms = [t for t in terms if t.phase == name]
+        if phase_terms:
+            phases.append(Phase(name, module, opt, interval, phase_terms))
+    return phases
+
+
+@torch.no_grad()
+def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, cfg: TrainConfig, cur_nimg: int, batch: int) -> None:
+    """``G_ema <- beta * G_ema + (1 - beta) * G`` with half-life ``ema_kimg`` (ramped up early); buffers copied."""
+    ema_nimg = cfg.ema_kimg * 1000
+    if cfg.ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * cfg.ema_rampup)
+    beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.copy_(p.detach().lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop saves a state at the end of the iteration and stops."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _grid_latents(G: Generator, n: int, c_dim: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(123)
+    z = torch.randn(n, G.z_dim, generator=gen).to(device)
+    c = torch.zeros(n, c_dim, device=device)
+    if c_dim:
+        c[torch.arange(n), torch.arange(n) % c_dim] = 1
+    return z, c
+
+
+@torch.no_grad()
+def _sample_grid(G_ema, z, c, batch: int) -> torch.Tensor:
+    return torch.cat([G_ema(zz, cc, noise_mode="const").cpu() for zz, cc in zip(z.split(batch), c.split(batch))])
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = None, device: str = "cpu",
+          stop_at_kimg: float | None = None, tensorboard: bool = True, stream=sys.stdout,
+          extra_terms: list | None = None) -> dict[str, Any]:
+    """Train (or continue training) a StyleGAN2 per ``cfg`` into ``run_dir``.
+
+    Args:
+        cfg: resolved config (``cfg.data.resolution`` and ``cfg.data.channels`` may be ``None``: taken from data).
+        run_dir: output directory; if it holds a training state and ``resume`` is ``None``, training continues
+            from the newest one.
+        resume: a training-state file (or a run directory) to continue from.
+        stop_at_kimg: stop (with a state checkpoint) once this many kimg are done, without changing the plan
+            (``cfg.kimg`` still drives schedules such as ADA-linear).
+    Returns:
+        ``{"cur_nimg", "iterations", "state", "network"}`` of the last checkpoint written.
+    """
+    device = dist.init(device)
+    rank, world = dist.rank(), dist.world_size()
+    run_dir = Path(run_dir)
+
+    # ---------------------------------------------------------------- resume target
+    if resume is not None and Path(resume).is_dir():
+        found = ckpt.latest_state(resume)
+        if found is None:
+            raise UserError(f"--resume {resume} is a directory without training-state-*.pt files.")
+        resume = found
+    if resume is None:
+        resume = ckpt.latest_state(run_dir)
+    state = ckpt.load_state(resume) if resume is not None else None
+    if state is not None:
+        saved = TrainConfig.from_dict(json.loads(state["config"]))
+        _check_resumable(saved, cfg, resume)
+        cfg = _continue_config(saved, cfg)
+
+    # ---------------------------------------------------------------- data
+    data = open_dataset(cfg.data.source, resolution=cfg.data.resolution, channels=cfg.data.channels,
+                        mirror=cfg.data.mirror, subset=cfg.data.subset, subset_seed=cfg.data.subset_seed,
+                        skip_bad=cfg.data.skip_bad, use_labels=cfg.data.use_labels)
+    cfg.data.resolution, cfg.data.channels = data.resolution, data.num_channels
+    validate(cfg, world)
+    c_dim = data.label_dim if cfg.data.use_labels else 0
+    batch = cfg.batch // world
+
+    # ---------------------------------------------------------------- networks, terms, phases
+    torch.manual_seed(cfg.seed)
+    G, D = build_networks(cfg, c_dim)
+    G, D = G.to(device).train(), D.to(device).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    augmentation = Augmentation.from_config(cfg.augment, cfg.kimg).to(device)
+    terms = stylegan2_terms(cfg.loss.r1_gamma, cfg.loss.pl_weight, cfg.loss.pl_batch_shrink, cfg.loss.pl_decay)
+    terms += list(extra_terms or [])
+    stateful_terms = {f"term{i}": t for i, t in enumerate(terms) if isinstance(t, torch.nn.Module)}
+    for t in stateful_terms.values():
+        t.to(device)
+    phases = build_phases(G, D, cfg, terms)
+    optimizers = {"G_opt": phases[0].opt, "D_opt": next(p.opt for p in phases if p.module is D)}
+    sampler = RealSampler(len(data), seed=cfg.seed * world + rank)
+    torch.manual_seed(cfg.seed * world + rank)
+    cur_nimg, iteration = 0, 0
+
+    if state is not None:
+        for name, module in (("G", G), ("D", D), ("G_ema", G_ema)):
+            ckpt.load_state_dict_checked(module, state["nets"][name], f"Checkpoint {resume}")
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state["optim"][name])
+        for name, t in stateful_terms.items():
+            t.load_state_dict(state["terms"][name])
+        augmentation.load_state_dict(state["augment"])
+        sampler.load_state_dict(state["sampler"][str(rank)] if str(rank) in state["sampler"] else state["sampler"]["0"])
+        torch.set_rng_state(state["rng"][str(rank)] if str(rank) in state["rng"] else state["rng"]["0"])
+        cur_nimg, iteration = int(state["progress"]["cur_nimg"]), int(state["progress"]["iteration"])
+    else:
+        dist.broadcast_module(G)
+        dist.broadcast_module(D)
+        dist.broadcast_module(G_ema)
+
+    total_nimg = int(round(cfg.kimg * 1000))
+    stop_nimg = total_nimg if stop_at_kimg is None else min(total_nimg, int(round(stop_at_kimg * 1000)))
+    tick_nimg, snap_nimg = int(round(cfg.tick_kimg * 1000)), int(round(cfg.snapshot_kimg * 1000))
+    grid_z, grid_c = _grid_latents(G, 64 if cfg.data.resolution <= 64 else 32, c_dim, device)
+
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(cfg.to_json() + "\n")
+        if state is None:
+            n = len(grid_z)
+            reals = torch.stack([data[i][0] for i in range(min(n, len(data)))])
+            save_grid(reals, run_dir / "reals.png")
+            save_grid(_sample_grid(G_ema, grid_z, grid_c, batch), run_dir / f"fakes{0:06d}.png")
+        print(f"Training {cfg.preset} on {cfg.data.source}: {len(data)} images at {cfg.data.resolution}px, "
+              f"{cfg.data.channels} channel(s); batch {cfg.batch} on {world} process(es); "
+              f"{'resuming at kimg ' + format(cur_nimg / 1000, 'g') if state else 'starting'}; "
+              f"G {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M, D {sum(p.numel() for p in D.parameters()) / 1e6:.2f}M params.",
+              file=stream, flush=True)
+    monitor = Monitor(run_dir if rank == 0 else None, cfg.kimg, tensorboard=tensorboard, stream=stream)
+    tick_start_nimg = cur_nimg
+    last = {"cur_nimg": cur_nimg, "iterations": iteration, "state": resume, "network": None}
+
+    def save_checkpoint() -> None:
+        state_out = {
+            "config": cfg.to_json(),
+            "nets": {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict()},
+            "optim": {name: opt.state_dict() for name, opt in optimizers.items()},
+            "terms": {name: t.state_dict() for name, t in stateful_terms.items()},
+            "augment": augmentation.state_dict(),
+            "sampler": _gather_states(sampler.state_dict()),
+            "rng": _gather_states(torch.get_rng_state()),
+            "progress": {"cur_nimg": cur_nimg, "iteration": iteration},
+            "extras": {},
+        }
+        if rank == 0:
+            net_path = ckpt.network_path(run_dir, cur_nimg)
+            ckpt.save_networks(net_path, {"G": G, "D": D, "G_ema": G_ema},
+                               meta={"kimg": cur_nimg / 1000, "config": cfg.to_dict()})
+            path = ckpt.state_path(run_dir, cur_nimg)
+            ckpt.save_state(path, state_out)
+            ckpt.prune_states(run_dir, keep=2)
+            last.update(cur_nimg=cur_nimg, iterations=iteration, state=path, network=net_path)
+        dist.barrier()
+
+    with _StopFlag() as stop:
+        while cur_nimg < stop_nimg:
+            # ---------------------------------------------------------------- one iteration
+            idx = sampler.next(batch)
+            real_img = torch.stack([data[i][0] for i in idx.tolist()]).to(device).float() / 127.5 - 1
+            real_c = torch.stack([data[i][1] for i in idx.tolist()]).to(device) if c_dim else torch.zeros(batch, 0, device=device)
+            all_z = torch.randn(len(phases), batch, G.z_dim, device=device)
+            all_c = _random_labels(data, len(phases) * batch, c_dim, device).reshape(len(phases), batch, c_dim)
+            pseudo = None
+            for phase, z, c in zip(phases, all_z, all_c):
+                if iteration % phase.interval != 0:
+                    continue
+                phase_real = real_img
+                if phase.module is D and augmentation.pseudo_real and pseudo is not None:
+                    phase_real = augmentation.pseudo_augment(real_img, pseudo)
+                ctx = PhaseContext(G=G, D=D, augment=augmentation.pipe, real_img=phase_real, real_c=real_c,
+                                   gen_z=z, gen_c=c, style_mixing_prob=cfg.loss.style_mixing_prob,
+                                   gain=phase.gain if phase.interval > 1 else 1.0, iteration=iteration,
+                                   cur_nimg=cur_nimg, real_logit_observers=[augmentation.observe])
+                G.requires_grad_(phase.module is G)
+                D.requires_grad_(phase.module is D)
+                phase.opt.zero_grad(set_to_none=True)
+                loss = sum(term(ctx) for term in phase.terms) * ctx.gain
+                if not torch.isfinite(loss):
+                    raise UserError(f"Training diverged: the {phase.name} loss is {loss.item()} at kimg "
+                                    f"{cur_nimg / 1000:g}; the last good checkpoint is {last['state']}. "
+                                    "Lower the learning rate or raise --gamma, then resume from it.")
+                loss.backward()
+                dist.average_gradients(phase.module.parameters())
+                for p in phase.module.parameters():
+                    if p.grad is not None:
+                        torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+                phase.opt.step()
+                if phase.name == "Gmain" and "fake" in ctx._cache:
+                    pseudo = ctx._cache["fake"][0].detach()
+                monitor.add(ctx.stats)
+            G.requires_grad_(False)
+            D.requires_grad_(False)
+
+            cur_nimg += cfg.batch
+            iteration += 1
+            update_ema(G_ema, G, cfg, cur_nimg, cfg.batch)
+            augmentation.update(iteration, cur_nimg, cfg.batch)
+
+            # ---------------------------------------------------------------- ticks, snapshots, stop
+            done = cur_nimg >= stop_nimg
+            stopping = dist.all_reduce_sum(torch.tensor([1.0 if stop.signum else 0.0])).item() > 0
+            if done or stopping or cur_nimg // tick_nimg != (cur_nimg - cfg.batch) // tick_nimg:
+                monitor.tick(cur_nimg, tick_start_nimg, {"augment_p": augmentation.p, "iteration": iteration})
+                tick_start_nimg = cur_nimg
+            if done or stopping or cur_nimg // snap_nimg != (cur_nimg - cfg.batch) // snap_nimg:
+                if rank == 0:
+                    save_grid(_sample_grid(G_ema, grid_z, grid_c, batch), run_dir / f"fakes{cur_nimg // 1000:06d}.png")
+                save_checkpoint()
+            if stopping:
+                monitor.close()
+                signum = stop.signum or signal.SIGTERM
+                raise TrainingStopped(f"Stopped by {signal.Signals(signum).name} at kimg {cur_nimg / 1000:g}; "
+                                      f"state saved to {last['state']}. Run the same command to continue.",
+                                      128 + int(signum))
+    monitor.close()
+    return last
+
+
+def _gather_states(t: torch.Tensor | dict) -> dict[str, Any]:
+    """Per-rank state (RNG, sampler) collected for the checkpoint as ``{rank: state}``."""
+    if not dist.is_initialized():
+        return {"0": t}
+    import torch.distributed as tdist
+    out: list = [None] * dist.world_size()
+    tdist.all_gather_object(out, t)
+    return {str(r): s for r, s in enumerate(out)}
+
+
+def _random_labels(data, n: int, c_dim: int, device) -> torch.Tensor:
+    """Labels for generated images drawn from the data set's label distribution ``[n, c_dim]``."""
+    if not c_dim:
+        return torch.zeros(n, 0, device=device)
+    idx = torch.randint(len(data), (n,))
+    return torch.stack([data[i][1] for i in idx.tolist()]).to(device)
+
+
+# Fields that may change when a run is continued: its length and the logging cadence.
+_CONTINUABLE = {"kimg", "tick_kimg", "snapshot_kimg"}
+
+
+def _check_resumable(saved: TrainConfig, new: TrainConfig, path) -> None:
+    a, b = saved.to_dict(), new.to_dict()
+    for key in sorted(set(a) | set(b)):
+        if key in _CONTINUABLE or key == "data":
+            continue
+        if a.get(key) != b.get(key):
+            raise UserError(f"Checkpoint {path} was trained with different settings ({key}: {a.get(key)} there, "
+                            f"{b.get(key)} now); use the same options, or another --outdir for a new run.")
+
+
+def _continue_config(saved: TrainConfig, new: TrainConfig) -> TrainConfig:
+    """The saved config with the continuable fields taken from the new one."""
+    out = TrainConfig.from_dict(saved.to_dict())
+    for key in _CONTINUABLE:
+        setattr(out, key, getattr(new, key))
+    return out

@@ -1,0 +1,98 @@
+"""What a run shows while it trains: a status line per tick, ``stats.jsonl`` and TensorBoard scalars.
+
+Statistics are collected per tick on each process and averaged over processes at the tick boundary, so every
+rank logs the same numbers (rank 0 writes them).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .. import dist
+
+
+def _format_duration(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+class Monitor:
+    """Accumulates statistics between ticks and writes them out at each tick.
+
+    Args:
+        run_dir: where ``stats.jsonl`` and the TensorBoard events go (rank 0 only).
+        total_kimg: planned length, for the ETA.
+        tensorboard: write TensorBoard scalars (needs the ``tensorboard`` package).
+    """
+
+    def __init__(self, run_dir: str | Path | None, total_kimg: float, tensorboard: bool = True, stream=sys.stdout):
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.total_kimg = total_kimg
+        self.stream = stream
+        self.sums: dict[str, list[float]] = {}
+        self.writer = None
+        self.is_writer = dist.rank() == 0 and self.run_dir is not None
+        if self.is_writer and tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(self.run_dir))
+        self.tick_start_time = time.time()
+        self.start_time = time.time()
+
+    def add(self, stats: dict[str, list[torch.Tensor]]) -> None:
+        """Add the per-phase statistics (lists of tensors) to the running sums of the tick."""
+        for name, values in stats.items():
+            entry = self.sums.setdefault(name, [0.0, 0.0])
+            for v in values:
+                entry[0] += float(v.double().sum())
+                entry[1] += v.numel()
+
+    def tick(self, cur_nimg: int, tick_start_nimg: int, extra: dict[str, float]) -> dict[str, float]:
+        """Average the tick's statistics over processes, print a status line and write them. Returns the record."""
+        names = sorted(self.sums)
+        if dist.is_initialized():
+            # Every rank must reduce the same names in the same order: gather the union first.
+            import torch.distributed as tdist
+            all_names: list[list[str]] = [None] * dist.world_size()  # type: ignore[list-item]
+            tdist.all_gather_object(all_names, names)
+            names = sorted(set().union(*all_names))
+        buf = torch.tensor([self.sums.get(n, [0.0, 0.0]) for n in names], dtype=torch.float64).reshape(-1, 2)
+        dist.all_reduce_sum(buf)
+        means = {n: float(s / c) for n, (s, c) in zip(names, buf.tolist()) if c > 0}
+        self.sums = {}
+
+        now = time.time()
+        kimg = cur_nimg / 1000
+        tick_kimg = max((cur_nimg - tick_start_nimg) / 1000, 1e-9)
+        sec_per_kimg = (now - self.tick_start_time) / tick_kimg
+        self.tick_start_time = now
+        record = {"kimg": kimg, "time_s": now - self.start_time, "sec_per_kimg": sec_per_kimg, **extra, **means}
+
+        if self.is_writer:
+            eta = sec_per_kimg * max(self.total_kimg - kimg, 0)
+            parts = [f"kimg {kimg:8.2f}/{self.total_kimg:g}", f"sec/kimg {sec_per_kimg:7.2f}",
+                     f"G {means.get('Loss/G/loss', float('nan')):.3f}", f"D {means.get('Loss/D/loss', float('nan')):.3f}"]
+            if "augment_p" in extra:
+                parts.append(f"p {extra['augment_p']:.3f}")
+            parts.append(f"ETA {_format_duration(eta)}")
+            print("  ".join(parts), file=self.stream, flush=True)
+            with open(self.run_dir / "stats.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if self.writer is not None:
+                for name, value in record.items():
+                    if name != "kimg":
+                        self.writer.add_scalar(name, value, global_step=int(cur_nimg))
+                self.writer.flush()
+        return record
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
