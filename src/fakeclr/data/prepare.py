@@ -1,0 +1,136 @@
+"""Write a training archive: a zip of same-size PNGs (plus dataset.json when there are labels).
+
+The archive layout is StyleGAN2-ADA's: image ``i`` is stored as ``f"{i // 1000:05d}/img{i:08d}.png"`` in the
+source's name order, so the archive opens to exactly the tensors the source opened to (PNG is lossless), and
+``dataset.json`` maps those names to class indices or float vectors. Entries are stored uncompressed (PNG is
+already compressed) with a fixed timestamp, so the same input gives a byte-identical archive.
+
+The archive is written to a temporary file in the destination folder and moved into place with ``os.replace``:
+an interrupted or failed run leaves no file at ``dest`` (and an existing ``dest`` file is replaced only on
+success).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fakeclr.errors import UserError
+from fakeclr.data.dataset import ImageDataset, open_dataset
+
+__all__ = ["prepare_dataset", "write_archive", "format_summary", "archive_name"]
+
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def archive_name(index: int) -> str:
+    """The archive path of image ``index``: ``"00000/img00000000.png"`` style."""
+    return f"{index // 1000:05d}/img{index:08d}.png"
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    """uint8 ``[C, R, R]`` (C = 1 or 3) encoded as PNG ('L' or 'RGB')."""
+    pil = Image.fromarray(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0))
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _labels_json(dataset: ImageDataset) -> bytes | None:
+    """dataset.json content for the archive names, or None without labels."""
+    if not dataset.has_labels:
+        return None
+    labels = dataset.labels.numpy()
+    if dataset.label_kind == "class":
+        values = [int(i) for i in labels.argmax(axis=1)]
+    else:
+        values = [[float(x) for x in row] for row in labels]
+    doc = {"labels": [[archive_name(i), v] for i, v in enumerate(values)]}
+    return json.dumps(doc).encode("utf-8")
+
+
+def _add(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    zf.writestr(info, data)
+
+
+def write_archive(dataset: ImageDataset, dest: str | os.PathLike) -> int:
+    """Write the raw (unmirrored) images and labels of ``dataset`` to the zip ``dest`` atomically; returns bytes."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            with zipfile.ZipFile(f, "w") as zf:
+                images = dataset.images.numpy()
+                for i in range(dataset.num_raw):
+                    _add(zf, archive_name(i), _png_bytes(images[i]))
+                labels = _labels_json(dataset)
+                if labels is not None:
+                    _add(zf, "dataset.json", labels)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return dest.stat().st_size
+
+
+def _check_dest(dest: Path) -> None:
+    if dest.is_dir():
+        raise UserError(f"Destination '{dest}' is a folder; give a .zip file path such as '{dest / 'data.zip'}'.")
+    if dest.suffix.lower() != ".zip":
+        raise UserError(f"Destination '{dest}' must end in .zip, e.g. '{dest.with_suffix('.zip')}'.")
+    if dest.parent.exists() and not dest.parent.is_dir():
+        raise UserError(f"Destination folder '{dest.parent}' is a file; choose another path for the archive.")
+
+
+def prepare_dataset(source: str | os.PathLike | None, dest: str | os.PathLike, resolution: int | None,
+                    channels: int | None = 3, skip_bad: bool = False, subset: int | float | None = None,
+                    subset_seed: int = 0, use_labels: bool = True) -> dict:
+    """Convert ``source`` (as :func:`open_dataset` reads it) into a training archive at ``dest``.
+
+    Every image is converted, centre-cropped and resized to ``resolution`` (None = native) with ``channels``
+    channels (None = inferred) exactly as :func:`open_dataset` does, then stored as PNG. Nothing is written when
+    anything fails. Returns a summary dict: ``source``, ``dest``, ``count``, ``resolution``, ``channels``,
+    ``labels`` (bool), ``label_dim``, ``skipped`` (names of unreadable images skipped), ``num_skipped``, ``bytes``.
+    """
+    dest = Path(os.path.expanduser(os.fspath(dest)))
+    _check_dest(dest)
+    dataset = open_dataset(source, resolution=resolution, channels=channels, mirror=False, subset=subset,
+                           subset_seed=subset_seed, skip_bad=skip_bad, use_labels=use_labels)
+    size = write_archive(dataset, dest)
+    return {
+        "source": dataset.source, "dest": str(dest), "count": dataset.num_raw,
+        "resolution": dataset.resolution, "channels": dataset.num_channels,
+        "labels": dataset.has_labels, "label_dim": dataset.label_dim,
+        "skipped": list(dataset.skipped), "num_skipped": len(dataset.skipped), "bytes": size,
+    }
+
+
+def format_summary(summary: dict) -> str:
+    """A short human-readable report of a :func:`prepare_dataset` summary (one or two lines)."""
+    r = summary["resolution"]
+    labels = f"{summary['label_dim']}-dim labels" if summary["labels"] else "no labels"
+    line = (f"Wrote {summary['count']} images ({r}x{r}, {summary['channels']} channel"
+            f"{'s' if summary['channels'] != 1 else ''}, {labels}) from {summary['source']} to {summary['dest']} "
+            f"({summary['bytes'] / 1e6:.1f} MB).")
+    if summary["num_skipped"]:
+        shown = ", ".join(summary["skipped"][:10]) + (", ..." if summary["num_skipped"] > 10 else "")
+        line += f"\nSkipped {summary['num_skipped']} unreadable image(s): {shown}"
+    return line
