@@ -89,3 +89,17 @@ def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
         return
     for t in list(module.parameters()) + list(module.buffers()):
         dist.broadcast(t.data, src=src)
+
+
+def average_buffers(module: torch.nn.Module, suffix: str) -> None:
+    """Average the buffers whose names end with ``suffix`` over processes (running statistics such as w_avg).
+
+    A running mean updated by ``lerp`` with each process's batch mean, averaged over processes, equals the
+    update with the mean of the whole batch, so every rank keeps the single-process value.
+    """
+    if not is_initialized():
+        return
+    for name, b in module.named_buffers():
+        if name.endswith(suffix):
+            dist.all_reduce(b, op=dist.ReduceOp.SUM)
+            b /= world_size()

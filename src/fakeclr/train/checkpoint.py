@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
 
 NETWORK_FORMAT = "fakeclr-network/1"
 STATE_FORMAT = "fakeclr-state/1"
-_STATE_RE = re.compile(r"training-state-(\d+)\.pt$")
+_STATE_RE = re.compile(r"training-state-(\d+(?:\.\d+)?)\.pt$")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -89,7 +89,7 @@ def read_network_header(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-    except (SafetensorsError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{path} is not a readable safetensors network file ({e}); it may be truncated.") from e
     if "fakeclr" not in meta:
         raise UserError(f"{path} is a safetensors file without a fakeclr header; use a network snapshot written by fakeclr.")
@@ -107,7 +107,7 @@ def load_networks(path: str | os.PathLike, names: tuple[str, ...] | None = None,
     names = tuple(header["nets"]) if names is None else names
     try:
         tensors = load_file(str(path), device="cpu")
-    except (SafetensorsError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{path} could not be read ({e}); it may be truncated.") from e
     nets = {}
     for name in names:
@@ -138,12 +138,17 @@ def load_state_dict_checked(module: torch.nn.Module, sd: dict[str, torch.Tensor]
 
 
 # ---------------------------------------------------------------------------------------------------- state
+def kimg_tag(cur_nimg: int) -> str:
+    """File-name tag of a training position: ``000200`` at whole kimg, ``000000.048`` otherwise."""
+    return f"{cur_nimg // 1000:06d}" if cur_nimg % 1000 == 0 else f"{cur_nimg // 1000:06d}.{cur_nimg % 1000:03d}"
+
+
 def state_path(run_dir: str | os.PathLike, cur_nimg: int) -> Path:
-    return Path(run_dir) / f"training-state-{cur_nimg // 1000:06d}.pt"
+    return Path(run_dir) / f"training-state-{kimg_tag(cur_nimg)}.pt"
 
 
 def network_path(run_dir: str | os.PathLike, cur_nimg: int) -> Path:
-    return Path(run_dir) / f"network-snapshot-{cur_nimg // 1000:06d}.safetensors"
+    return Path(run_dir) / f"network-snapshot-{kimg_tag(cur_nimg)}.safetensors"
 
 
 def latest_state(run_dir: str | os.PathLike) -> Path | None:
@@ -151,7 +156,7 @@ def latest_state(run_dir: str | os.PathLike) -> Path | None:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return None
-    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := _STATE_RE.search(p.name))]
+    found = [(float(m.group(1)), p) for p in run_dir.iterdir() if (m := _STATE_RE.search(p.name))]
     return max(found)[1] if found else None
 
 
@@ -179,6 +184,6 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
 def prune_states(run_dir: str | os.PathLike, keep: int) -> None:
     """Delete all but the ``keep`` newest training states (network snapshots are kept)."""
     run_dir = Path(run_dir)
-    found = sorted((int(m.group(1)), p) for p in run_dir.iterdir() if (m := _STATE_RE.search(p.name)))
+    found = sorted((float(m.group(1)), p) for p in run_dir.iterdir() if (m := _STATE_RE.search(p.name)))
     for _, p in found[:-keep] if keep > 0 else []:
         _remove_quietly(str(p))

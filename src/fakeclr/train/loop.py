@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import dist
@@ -180,7 +181,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
         stop_at_kimg: stop (with a state checkpoint) once this many kimg are done, without changing the plan
             (``cfg.kimg`` still drives schedules such as ADA-linear).
     Returns:
-        ``{"cur_nimg", "iterations", "state", "network"}`` of the last checkpoint written.
+        ``{"cur_nimg", "iterations", "state", "network"}`` of the last checkpoint written, and ``"nets"``: this
+        process's ``G``, ``D`` and ``G_ema``.
     """
     device = dist.init(device)
     rank, world = dist.rank(), dist.world_size()
@@ -233,9 +235,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
             opt.load_state_dict(state["optim"][name])
         for name, t in stateful_terms.items():
             t.load_state_dict(state["terms"][name])
-        augmentation.load_state_dict(state["augment"])
-        sampler.load_state_dict(state["sampler"][str(rank)] if str(rank) in state["sampler"] else state["sampler"]["0"])
-        torch.set_rng_state(state["rng"][str(rank)] if str(rank) in state["rng"] else state["rng"]["0"])
+        augmentation.load_state_dict(_rank_state(state["augment"], rank))
+        sampler.load_state_dict(_rank_state(state["sampler"], rank))
+        torch.set_rng_state(_rank_state(state["rng"], rank))
         cur_nimg, iteration = int(state["progress"]["cur_nimg"]), int(state["progress"]["iteration"])
     else:
         dist.broadcast_module(G)
@@ -252,7 +254,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
         (run_dir / "config.json").write_text(cfg.to_json() + "\n")
         if state is None:
             n = len(grid_z)
-            reals = torch.stack([data[i][0] for i in range(min(n, len(data)))])
+            reals = data.batch(torch.arange(min(n, len(data))))[0]
             save_grid(reals, run_dir / "reals.png")
             save_grid(_sample_grid(G_ema, grid_z, grid_c, batch), run_dir / f"fakes{0:06d}.png")
         print(f"Training {cfg.preset} on {cfg.data.source}: {len(data)} images at {cfg.data.resolution}px, "
@@ -270,28 +272,28 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
             "nets": {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict()},
             "optim": {name: opt.state_dict() for name, opt in optimizers.items()},
             "terms": {name: t.state_dict() for name, t in stateful_terms.items()},
-            "augment": augmentation.state_dict(),
+            "augment": _gather_states(augmentation.state_dict()),
             "sampler": _gather_states(sampler.state_dict()),
             "rng": _gather_states(torch.get_rng_state()),
             "progress": {"cur_nimg": cur_nimg, "iteration": iteration},
             "extras": {},
         }
+        net_path, path = ckpt.network_path(run_dir, cur_nimg), ckpt.state_path(run_dir, cur_nimg)
         if rank == 0:
-            net_path = ckpt.network_path(run_dir, cur_nimg)
             ckpt.save_networks(net_path, {"G": G, "D": D, "G_ema": G_ema},
                                meta={"kimg": cur_nimg / 1000, "config": cfg.to_dict()})
-            path = ckpt.state_path(run_dir, cur_nimg)
             ckpt.save_state(path, state_out)
             ckpt.prune_states(run_dir, keep=2)
-            last.update(cur_nimg=cur_nimg, iterations=iteration, state=path, network=net_path)
+        last.update(cur_nimg=cur_nimg, iterations=iteration, state=path, network=net_path)
         dist.barrier()
 
     with _StopFlag() as stop:
         while cur_nimg < stop_nimg:
             # ---------------------------------------------------------------- one iteration
             idx = sampler.next(batch)
-            real_img = torch.stack([data[i][0] for i in idx.tolist()]).to(device).float() / 127.5 - 1
-            real_c = torch.stack([data[i][1] for i in idx.tolist()]).to(device) if c_dim else torch.zeros(batch, 0, device=device)
+            real_u8, real_c = data.batch(idx)
+            real_img = real_u8.to(device).float() / 127.5 - 1
+            real_c = real_c.to(device) if c_dim else torch.zeros(batch, 0, device=device)
             all_z = torch.randn(len(phases), batch, G.z_dim, device=device)
             all_c = _random_labels(data, len(phases) * batch, c_dim, device).reshape(len(phases), batch, c_dim)
             pseudo = None
@@ -325,6 +327,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
             G.requires_grad_(False)
             D.requires_grad_(False)
 
+            dist.average_buffers(G, "w_avg")
             cur_nimg += cfg.batch
             iteration += 1
             update_ema(G_ema, G, cfg, cur_nimg, cfg.batch)
@@ -338,7 +341,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
                 tick_start_nimg = cur_nimg
             if done or stopping or cur_nimg // snap_nimg != (cur_nimg - cfg.batch) // snap_nimg:
                 if rank == 0:
-                    save_grid(_sample_grid(G_ema, grid_z, grid_c, batch), run_dir / f"fakes{cur_nimg // 1000:06d}.png")
+                    save_grid(_sample_grid(G_ema, grid_z, grid_c, batch), run_dir / f"fakes{ckpt.kimg_tag(cur_nimg)}.png")
                 save_checkpoint()
             if stopping:
                 monitor.close()
@@ -347,7 +350,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
                                       f"state saved to {last['state']}. Run the same command to continue.",
                                       128 + int(signum))
     monitor.close()
-    return last
+    return {**last, "nets": {"G": G, "D": D, "G_ema": G_ema}}
 
 
 def _gather_states(t: torch.Tensor | dict) -> dict[str, Any]:
@@ -356,16 +359,32 @@ def _gather_states(t: torch.Tensor | dict) -> dict[str, Any]:
         return {"0": t}
     import torch.distributed as tdist
     out: list = [None] * dist.world_size()
-    tdist.all_gather_object(out, t)
-    return {str(r): s for r, s in enumerate(out)}
+    # Tensors travel as numpy arrays: gloo's object gather aborts at exit when it pickled torch storages.
+    tdist.all_gather_object(out, _map_tensors(t, lambda x: x.cpu().numpy()))
+    return {str(r): _map_tensors(s, torch.from_numpy, np.ndarray) for r, s in enumerate(out)}
+
+
+def _map_tensors(obj, fn, kind=torch.Tensor):
+    """``obj`` with ``fn`` applied to every leaf of type ``kind`` inside dicts, lists and tuples."""
+    if isinstance(obj, kind):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn, kind) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_tensors(v, fn, kind) for v in obj)
+    return obj
+
+
+def _rank_state(states: dict[str, Any], rank: int):
+    """This rank's entry of a per-rank state; rank 0's when the run was saved with fewer processes."""
+    return states.get(str(rank), states["0"])
 
 
 def _random_labels(data, n: int, c_dim: int, device) -> torch.Tensor:
     """Labels for generated images drawn from the data set's label distribution ``[n, c_dim]``."""
     if not c_dim:
         return torch.zeros(n, 0, device=device)
-    idx = torch.randint(len(data), (n,))
-    return torch.stack([data[i][1] for i in idx.tolist()]).to(device)
+    return data.batch(torch.randint(len(data), (n,)))[1].to(device)
 
 
 # Fields that may change when a run is continued: its length and the logging cadence.

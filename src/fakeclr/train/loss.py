@@ -26,6 +26,8 @@ from typing import Callable, Protocol
 import torch
 import torch.nn.functional as F
 
+from .. import dist
+
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
 
 
@@ -193,7 +195,10 @@ class PathLength(torch.nn.Module):
         noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
         (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
         lengths = grad.square().sum(2).mean(1).sqrt()
-        pl_mean = self.pl_mean.lerp(lengths.mean(), self.decay)
+        # The running mean follows the mean over all processes (the value), with this process's gradient path.
+        local = lengths.mean()
+        overall = dist.all_reduce_sum(local.detach().clone()) / dist.world_size()
+        pl_mean = self.pl_mean.lerp(local + (overall - local).detach(), self.decay)
         self.pl_mean.copy_(pl_mean.detach())
         penalty = (lengths - pl_mean).square()
         ctx.report("Loss/pl_penalty", penalty)

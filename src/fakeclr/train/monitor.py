@@ -78,7 +78,7 @@ class Monitor:
 
         if self.is_writer:
             eta = sec_per_kimg * max(self.total_kimg - kimg, 0)
-            parts = [f"kimg {kimg:8.2f}/{self.total_kimg:g}", f"sec/kimg {sec_per_kimg:7.2f}",
+            parts = [f"kimg {kimg:g}/{self.total_kimg:g}", f"sec/kimg {sec_per_kimg:7.2f}",
                      f"G {means.get('Loss/G/loss', float('nan')):.3f}", f"D {means.get('Loss/D/loss', float('nan')):.3f}"]
             if "augment_p" in extra:
                 parts.append(f"p {extra['augment_p']:.3f}")

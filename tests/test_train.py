@@ -1,0 +1,185 @@
+"""The training loop end to end on the `tiny` preset: resume equivalence, checkpoints, failures."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from fakeclr.config import preset_config
+from fakeclr.errors import UserError
+from fakeclr.train import checkpoint as ckpt
+from fakeclr.train.loop import TrainingStopped, train
+
+
+def tiny(kimg=0.096, aug="ada", **over):
+    cfg = preset_config("tiny")
+    cfg.data.source = "lfw"
+    cfg.kimg = kimg
+    cfg.snapshot_kimg = 0.048
+    cfg.tick_kimg = 0.024
+    cfg.augment.kind = aug
+    if aug == "fixed":
+        cfg.augment.p = 0.5
+    for k, v in over.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def _state_tensors(state):
+    """Every tensor of a training state, flattened to ``{path: tensor}``."""
+    out = {}
+
+    def walk(prefix, obj):
+        if isinstance(obj, torch.Tensor):
+            out[prefix] = obj
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(f"{prefix}/{k}", v)
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                walk(f"{prefix}/{i}", v)
+    walk("", {k: v for k, v in state.items() if k in ("nets", "optim", "terms", "augment", "sampler", "rng")})
+    return out
+
+
+@pytest.mark.parametrize("aug", ["ada", "ada-linear"])
+def test_resume_equals_straight_through(tmp_path, aug):
+    cfg = tiny(aug=aug)
+    a = train(cfg, tmp_path / "a", tensorboard=False)
+    half = train(tiny(aug=aug), tmp_path / "b", stop_at_kimg=0.048, tensorboard=False)
+    assert half["cur_nimg"] == 48
+    b = train(tiny(aug=aug), tmp_path / "b", tensorboard=False)   # continues from the newest state automatically
+    assert a["cur_nimg"] == b["cur_nimg"] == 96 and a["iterations"] == b["iterations"] == 12
+    sa, sb = ckpt.load_state(a["state"]), ckpt.load_state(b["state"])
+    ta, tb = _state_tensors(sa), _state_tensors(sb)
+    assert ta.keys() == tb.keys() and len(ta) > 50
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), f"{k} differs after resume"
+    assert sa["augment"]["0"]["p"] == sb["augment"]["0"]["p"]
+    if aug == "ada-linear":
+        assert sa["augment"]["0"]["p"] == pytest.approx(0.6)   # target * kimg / total_kimg at the end
+    # The run actually trained: G moved away from its initialisation.
+    init = train.__globals__["build_networks"]
+    torch.manual_seed(cfg.seed)
+    G0, _ = init(cfg, 0)
+    assert not torch.equal(G0.state_dict()["synthesis.b16.conv0.weight"], sa["nets"]["G"]["synthesis.b16.conv0.weight"])
+
+
+def test_run_directory_contents(tmp_path):
+    out = train(tiny(kimg=0.048), tmp_path, tensorboard=True)
+    names = sorted(os.listdir(tmp_path))
+    assert "config.json" in names and "reals.png" in names and "stats.jsonl" in names
+    assert "fakes000000.png" in names and "fakes000000.048.png" in names
+    assert out["network"].name == "network-snapshot-000000.048.safetensors"
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    records = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert [r["kimg"] for r in records] == [0.024, 0.048]
+    assert all(k in records[-1] for k in ("Loss/G/loss", "Loss/D/loss", "augment_p", "sec_per_kimg"))
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["data"]["resolution"] == 16 and cfg["data"]["channels"] == 1
+    nets = ckpt.load_networks(out["network"])
+    assert set(nets) == {"G", "D", "G_ema"}
+    img = nets["G_ema"](torch.randn(2, nets["G_ema"].z_dim), None)
+    assert img.shape == (2, 1, 16, 16)
+
+
+def test_same_seed_same_run(tmp_path):
+    a = train(tiny(kimg=0.032), tmp_path / "a", tensorboard=False)
+    b = train(tiny(kimg=0.032), tmp_path / "b", tensorboard=False)
+    ga, gb = ckpt.load_state(a["state"])["nets"]["G_ema"], ckpt.load_state(b["state"])["nets"]["G_ema"]
+    assert all(torch.equal(ga[k], gb[k]) for k in ga)
+
+
+@pytest.mark.parametrize("aug", ["diffaugment", "apa", "none", "fixed"])
+def test_other_augmentations_train(tmp_path, aug):
+    out = train(tiny(kimg=0.032, aug=aug), tmp_path, tensorboard=False)
+    state = ckpt.load_state(out["state"])
+    assert state["progress"]["iteration"] == 4
+    if aug == "fixed":
+        assert state["augment"]["0"]["p"] == 0.5
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    train(tiny(kimg=0.016), tmp_path, tensorboard=False)
+    other = tiny(kimg=0.032)
+    other.loss.r1_gamma = 5.0
+    with pytest.raises(UserError, match="different settings"):
+        train(other, tmp_path, tensorboard=False)
+
+
+class _Trigger:
+    """A Gmain term that returns a given value from iteration ``at`` on (zero before), or sends a signal."""
+    phase = "Gmain"
+
+    def __init__(self, at, value=None, signum=None):
+        self.at, self.value, self.signum = at, value, signum
+
+    def __call__(self, ctx):
+        if ctx.iteration == self.at:
+            if self.signum is not None:
+                os.kill(os.getpid(), self.signum)
+            elif self.value is not None:
+                return torch.tensor(self.value)
+        return torch.zeros(())
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    with pytest.raises(UserError, match=r"diverged.*training-state-000000\.048\.pt"):
+        train(tiny(), tmp_path, tensorboard=False, extra_terms=[_Trigger(at=8, value=float("nan"))])
+    last = ckpt.latest_state(tmp_path)
+    assert last is not None and ckpt.load_state(last)["progress"]["iteration"] == 6
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_state_then_stops(tmp_path, signum):
+    with pytest.raises(TrainingStopped) as info:
+        train(tiny(), tmp_path, tensorboard=False, extra_terms=[_Trigger(at=2, signum=signum)])
+    assert info.value.exit_code == 128 + signum
+    state = ckpt.load_state(ckpt.latest_state(tmp_path))
+    assert state["progress"]["iteration"] == 3
+
+
+def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    out = train(tiny(kimg=0.016), tmp_path, tensorboard=False)
+    before = out["state"].read_bytes()
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(torch, "save", no_space)
+    with pytest.raises(UserError, match="No space left on device"):
+        ckpt.save_state(out["state"], {"x": torch.zeros(1)})
+    assert out["state"].read_bytes() == before
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_truncated_and_foreign_checkpoints_are_refused(tmp_path):
+    out = train(tiny(kimg=0.016), tmp_path / "run", tensorboard=False)
+    data = out["state"].read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="truncated"):
+        ckpt.load_state(cut)
+    net = out["network"].read_bytes()
+    cut_net = tmp_path / "cut.safetensors"
+    cut_net.write_bytes(net[: len(net) // 2])
+    with pytest.raises(UserError, match="truncated"):
+        ckpt.load_networks(cut_net)
+    # A state of another architecture: resume a run with a different network into a fresh directory.
+    other = tiny(kimg=0.032)
+    other.network.channel_max = 16
+    other.data.channels = 1
+    with pytest.raises(UserError, match="different settings"):
+        train(other, tmp_path / "run2", resume=out["state"], tensorboard=False)
+    G = train.__globals__["build_networks"](other, 0)[0]
+    with pytest.raises(UserError, match="different architecture"):
+        ckpt.load_state_dict_checked(G, ckpt.load_state(out["state"])["nets"]["G"], "checkpoint")
+
+
+def test_state_loads_with_weights_only(tmp_path):
+    """The state file holds only tensors and plain containers: the restricted loader reads it."""
+    out = train(tiny(kimg=0.016), tmp_path, tensorboard=False)
+    state = torch.load(out["state"], weights_only=True)
+    assert state["format"] == "fakeclr-state/1"
+    json.loads(state["config"])
