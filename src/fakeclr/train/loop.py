@@ -28,6 +28,7 @@ from ..errors import UserError
 from ..images import save_grid
 from ..nn import Discriminator, Generator
 from . import checkpoint as ckpt
+from ..contrastive.method import ContrastiveMethod
 from .augmentation import Augmentation
 from .loss import PHASES, PhaseContext, stylegan2_terms
 from .monitor import Monitor
@@ -43,12 +44,15 @@ class TrainingStopped(Exception):
 
 @dataclass
 class Phase:
-    """One optimisation phase: the module it trains, its optimizer, how often it runs and its loss terms."""
+    """One optimisation phase: the modules it trains, its optimizer, how often it runs and its loss terms."""
     name: str
-    module: torch.nn.Module
+    modules: list[torch.nn.Module]
     opt: torch.optim.Optimizer
     interval: int
     terms: list
+
+    def parameters(self):
+        return [p for m in self.modules for p in m.parameters()]
 
     @property
     def gain(self) -> float:
@@ -95,26 +99,31 @@ def build_networks(cfg: TrainConfig, c_dim: int) -> tuple[Generator, Discriminat
     return G, D
 
 
-def make_optimizer(module: torch.nn.Module, cfg: TrainConfig, interval: int) -> torch.optim.Adam:
+def make_optimizer(modules: list[torch.nn.Module], cfg: TrainConfig, interval: int) -> torch.optim.Adam:
     """Adam; with lazy regularisation every ``interval`` steps, lr and betas are rescaled (StyleGAN2 App. B)."""
     ratio = interval / (interval + 1) if interval > 1 else 1.0
     o = cfg.optim
-    return torch.optim.Adam(module.parameters(), lr=o.lr * ratio, betas=(o.beta1 ** ratio, o.beta2 ** ratio), eps=o.eps)
+    params = [p for m in modules for p in m.parameters()]
+    return torch.optim.Adam(params, lr=o.lr * ratio, betas=(o.beta1 ** ratio, o.beta2 ** ratio), eps=o.eps)
 
 
-def build_phases(G, D, cfg: TrainConfig, terms: list) -> list[Phase]:
-    """Group the terms by phase; a phase without terms is dropped. G/D optimizers are shared by their phases."""
+def build_phases(G, D, cfg: TrainConfig, terms: list, d_extras: list[torch.nn.Module] = ()) -> list[Phase]:
+    """Group the terms by phase; a phase without terms is dropped. G/D optimizers are shared by their phases.
+
+    ``d_extras`` (the contrastive heads) are trained together with D, by D's optimizer.
+    """
     g_int = cfg.loss.pl_interval if any(t.phase == "Greg" for t in terms) else 1
     d_int = cfg.loss.r1_interval if any(t.phase == "Dreg" for t in terms) else 1
-    G_opt, D_opt = make_optimizer(G, cfg, g_int), make_optimizer(D, cfg, d_int)
-    spec = {"Gmain": (G, G_opt, 1), "Greg": (G, G_opt, max(g_int, 1)),
-            "Dmain": (D, D_opt, 1), "Dreg": (D, D_opt, max(d_int, 1))}
+    g_modules, d_modules = [G], [D, *d_extras]
+    G_opt, D_opt = make_optimizer(g_modules, cfg, g_int), make_optimizer(d_modules, cfg, d_int)
+    spec = {"Gmain": (g_modules, G_opt, 1), "Greg": (g_modules, G_opt, max(g_int, 1)),
+            "Dmain": (d_modules, D_opt, 1), "Dreg": (d_modules, D_opt, max(d_int, 1))}
     phases = []
     for name in PHASES:
-        module, opt, interval = spec[name]
+        modules, opt, interval = spec[name]
         phase_terms = [t for t in terms if t.phase == name]
         if phase_terms:
-            phases.append(Phase(name, module, opt, interval, phase_terms))
+            phases.append(Phase(name, modules, opt, interval, phase_terms))
     return phases
 
 
@@ -169,7 +178,7 @@ def _sample_grid(G_ema, z, c, batch: int) -> torch.Tensor:
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = None, device: str = "cpu",
-          stop_at_kimg: float | None = None, tensorboard: bool = True, stream=sys.stdout,
+          stop_at_kimg: float | None = None, tensorboard: bool = True, stream=None,
           extra_terms: list | None = None) -> dict[str, Any]:
     """Train (or continue training) a StyleGAN2 per ``cfg`` into ``run_dir``.
 
@@ -184,6 +193,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
         ``{"cur_nimg", "iterations", "state", "network"}`` of the last checkpoint written, and ``"nets"``: this
         process's ``G``, ``D`` and ``G_ema``.
     """
+    stream = sys.stdout if stream is None else stream
     device = dist.init(device)
     rank, world = dist.rank(), dist.world_size()
     run_dir = Path(run_dir)
@@ -218,12 +228,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     augmentation = Augmentation.from_config(cfg.augment, cfg.kimg).to(device)
     terms = stylegan2_terms(cfg.loss.r1_gamma, cfg.loss.pl_weight, cfg.loss.pl_batch_shrink, cfg.loss.pl_decay)
-    terms += list(extra_terms or [])
+    method = ContrastiveMethod(cfg.contrastive, D, data.num_raw, cfg.data.mirror, int(round(cfg.kimg * 1000))).to(device)
+    terms += method.terms + list(extra_terms or [])
     stateful_terms = {f"term{i}": t for i, t in enumerate(terms) if isinstance(t, torch.nn.Module)}
     for t in stateful_terms.values():
         t.to(device)
-    phases = build_phases(G, D, cfg, terms)
-    optimizers = {"G_opt": phases[0].opt, "D_opt": next(p.opt for p in phases if p.module is D)}
+    phases = build_phases(G, D, cfg, terms, method.trainable)
+    trainables = [G, D, *method.trainable]
+    optimizers = {"G_opt": phases[0].opt, "D_opt": next(p.opt for p in phases if D in p.modules)}
     sampler = RealSampler(len(data), seed=cfg.seed * world + rank)
     torch.manual_seed(cfg.seed * world + rank)
     cur_nimg, iteration = 0, 0
@@ -235,14 +247,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
             opt.load_state_dict(state["optim"][name])
         for name, t in stateful_terms.items():
             t.load_state_dict(state["terms"][name])
+        method.load_state_dict(state["method"], lambda m, sd, name: ckpt.load_state_dict_checked(
+            m, sd, f"Checkpoint {resume} ({name})"))
         augmentation.load_state_dict(_rank_state(state["augment"], rank))
         sampler.load_state_dict(_rank_state(state["sampler"], rank))
         torch.set_rng_state(_rank_state(state["rng"], rank))
         cur_nimg, iteration = int(state["progress"]["cur_nimg"]), int(state["progress"]["iteration"])
     else:
-        dist.broadcast_module(G)
-        dist.broadcast_module(D)
-        dist.broadcast_module(G_ema)
+        for module in (G, D, G_ema, *method.modules.values()):
+            dist.broadcast_module(module)
 
     total_nimg = int(round(cfg.kimg * 1000))
     stop_nimg = total_nimg if stop_at_kimg is None else min(total_nimg, int(round(stop_at_kimg * 1000)))
@@ -272,6 +285,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
             "nets": {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict()},
             "optim": {name: opt.state_dict() for name, opt in optimizers.items()},
             "terms": {name: t.state_dict() for name, t in stateful_terms.items()},
+            "method": method.state_dict(),
             "augment": _gather_states(augmentation.state_dict()),
             "sampler": _gather_states(sampler.state_dict()),
             "rng": _gather_states(torch.get_rng_state()),
@@ -280,7 +294,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
         }
         net_path, path = ckpt.network_path(run_dir, cur_nimg), ckpt.state_path(run_dir, cur_nimg)
         if rank == 0:
-            ckpt.save_networks(net_path, {"G": G, "D": D, "G_ema": G_ema},
+            nets = {"G": G, "D": D, "G_ema": G_ema}
+            nets.update({n: m for n, m in method.modules.items() if hasattr(m, "config")})
+            ckpt.save_networks(net_path, nets,
                                meta={"kimg": cur_nimg / 1000, "config": cfg.to_dict()})
             ckpt.save_state(path, state_out)
             ckpt.prune_states(run_dir, keep=2)
@@ -297,18 +313,19 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
             all_z = torch.randn(len(phases), batch, G.z_dim, device=device)
             all_c = _random_labels(data, len(phases) * batch, c_dim, device).reshape(len(phases), batch, c_dim)
             pseudo = None
+            method.before_iteration()
             for phase, z, c in zip(phases, all_z, all_c):
                 if iteration % phase.interval != 0:
                     continue
                 phase_real = real_img
-                if phase.module is D and augmentation.pseudo_real and pseudo is not None:
+                if D in phase.modules and augmentation.pseudo_real and pseudo is not None:
                     phase_real = augmentation.pseudo_augment(real_img, pseudo)
                 ctx = PhaseContext(G=G, D=D, augment=augmentation.pipe, real_img=phase_real, real_c=real_c,
                                    gen_z=z, gen_c=c, style_mixing_prob=cfg.loss.style_mixing_prob,
                                    gain=phase.gain if phase.interval > 1 else 1.0, iteration=iteration,
                                    cur_nimg=cur_nimg, real_logit_observers=[augmentation.observe])
-                G.requires_grad_(phase.module is G)
-                D.requires_grad_(phase.module is D)
+                for module in trainables:
+                    module.requires_grad_(module in phase.modules)
                 phase.opt.zero_grad(set_to_none=True)
                 loss = sum(term(ctx) for term in phase.terms) * ctx.gain
                 if not torch.isfinite(loss):
@@ -316,16 +333,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
                                     f"{cur_nimg / 1000:g}; the last good checkpoint is {last['state']}. "
                                     "Lower the learning rate or raise --gamma, then resume from it.")
                 loss.backward()
-                dist.average_gradients(phase.module.parameters())
-                for p in phase.module.parameters():
+                dist.average_gradients(phase.parameters())
+                for p in phase.parameters():
                     if p.grad is not None:
                         torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
                 phase.opt.step()
                 if phase.name == "Gmain" and "fake" in ctx._cache:
                     pseudo = ctx._cache["fake"][0].detach()
                 monitor.add(ctx.stats)
-            G.requires_grad_(False)
-            D.requires_grad_(False)
+            for module in trainables:
+                module.requires_grad_(False)
 
             dist.average_buffers(G, "w_avg")
             cur_nimg += cfg.batch
@@ -337,7 +354,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
             done = cur_nimg >= stop_nimg
             stopping = dist.all_reduce_sum(torch.tensor([1.0 if stop.signum else 0.0])).item() > 0
             if done or stopping or cur_nimg // tick_nimg != (cur_nimg - cfg.batch) // tick_nimg:
-                monitor.tick(cur_nimg, tick_start_nimg, {"augment_p": augmentation.p, "iteration": iteration})
+                method.on_tick()
+                extra = {"augment_p": augmentation.p, "iteration": iteration}
+                if method.queue_size is not None:
+                    extra["fake_queue_size"] = method.queue_size
+                monitor.tick(cur_nimg, tick_start_nimg, extra)
                 tick_start_nimg = cur_nimg
             if done or stopping or cur_nimg // snap_nimg != (cur_nimg - cfg.batch) // snap_nimg:
                 if rank == 0:

@@ -62,6 +62,8 @@ class PhaseContext:
     cur_nimg: int = 0
     stats: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     real_logit_observers: list[Callable[[torch.Tensor], None]] = field(default_factory=list)
+    fake_mixing: tuple[int, torch.Tensor] | None = None
+    last_mixing: tuple[int, torch.Tensor] | None = None
     _cache: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ reporting
@@ -70,27 +72,34 @@ class PhaseContext:
         self.stats.setdefault(name, []).append(value.detach().float().flatten())
 
     # ------------------------------------------------------------------ forward passes
-    def run_G(self, z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run_G(self, z: torch.Tensor, c: torch.Tensor,
+              mixing: tuple[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``G(z, c)`` with style mixing regularisation (StyleGAN Sec. 3.1): ``(img [N,C,H,W], ws [N,L,w_dim])``.
 
         With probability ``style_mixing_prob`` the layers from a random cutoff on take the styles of a second
-        latent. The mapping network's W average is updated by the main latent only.
+        latent. ``mixing = (cutoff, second_z)`` repeats a given choice instead of drawing one; the choice made
+        is left in ``last_mixing``. The mapping network's W average is updated by the main latent only.
         """
         ws = self.G.mapping(z, c, update_emas=True)
-        if self.style_mixing_prob > 0:
-            num_ws = ws.shape[1]
+        num_ws = ws.shape[1]
+        if mixing is None and self.style_mixing_prob > 0:
             cutoff = torch.randint(1, num_ws, ()).item() if num_ws > 1 else num_ws
             if torch.rand(()).item() >= self.style_mixing_prob:
                 cutoff = num_ws
-            ws2 = self.G.mapping(torch.randn_like(z), c, update_emas=False)
-            ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
+            mixing = (cutoff, torch.randn_like(z))
+        if mixing is not None and mixing[0] < num_ws:
+            ws2 = self.G.mapping(mixing[1], c, update_emas=False)
+            ws = torch.cat([ws[:, :mixing[0]], ws2[:, mixing[0]:]], dim=1)
+        self.last_mixing = mixing
         img = self.G.synthesis(ws)
         return img, ws
 
     def fake(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The phase's fake batch ``G(gen_z, gen_c)``, computed once: ``(img, ws)``."""
+        """The phase's fake batch ``G(gen_z, gen_c)``, computed once: ``(img, ws)``; its style-mixing choice is
+        kept in ``fake_mixing``."""
         if "fake" not in self._cache:
             self._cache["fake"] = self.run_G(self.gen_z, self.gen_c)
+            self.fake_mixing = self.last_mixing
         return self._cache["fake"]
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor) -> DOutput:

@@ -34,10 +34,10 @@ class Monitor:
         tensorboard: write TensorBoard scalars (needs the ``tensorboard`` package).
     """
 
-    def __init__(self, run_dir: str | Path | None, total_kimg: float, tensorboard: bool = True, stream=sys.stdout):
+    def __init__(self, run_dir: str | Path | None, total_kimg: float, tensorboard: bool = True, stream=None):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.total_kimg = total_kimg
-        self.stream = stream
+        self.stream = sys.stdout if stream is None else stream
         self.sums: dict[str, list[float]] = {}
         self.writer = None
         self.is_writer = dist.rank() == 0 and self.run_dir is not None
