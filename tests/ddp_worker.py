@@ -7,7 +7,7 @@ import sys
 import torch.distributed as tdist
 
 from fakeclr import dist
-from fakeclr.config import preset_config
+from fakeclr.config import method_config, preset_config
 from fakeclr.train.loop import train
 
 
@@ -19,8 +19,9 @@ def digest(module) -> str:
     return h.hexdigest()
 
 
-def main(outdir: str, preset: str) -> None:
-    cfg = preset_config(preset)
+def main(outdir: str, method: str) -> None:
+    cfg = preset_config("tiny")
+    cfg.contrastive = method_config(method)
     cfg.data.source = "lfw"
     cfg.kimg, cfg.snapshot_kimg, cfg.tick_kimg = 0.064, 0.032, 0.032
     out = train(cfg, outdir, device="cpu", tensorboard=False)
@@ -34,4 +35,4 @@ def main(outdir: str, preset: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "tiny")
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "ada")

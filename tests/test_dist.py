@@ -11,21 +11,24 @@ import pytest
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def run_torchrun(outdir, nproc=2, timeout=240):
+def run_torchrun(outdir, method="ada", nproc=2, timeout=300):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(WORKER), str(outdir)]
+           str(WORKER), str(outdir), method]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_two_process_gloo_training(tmp_path):
-    proc = run_torchrun(tmp_path)
+@pytest.mark.parametrize("method", ["ada", "fakeclr"])
+def test_two_process_gloo_training(tmp_path, method):
+    proc = run_torchrun(tmp_path, method)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ranks = json.loads((tmp_path / "ranks.json").read_text())
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world"] == 2 for r in ranks)
     # Batch 8 over 2 processes: 64 images are 8 iterations on each rank.
     assert all(r["iterations"] == 8 for r in ranks)
-    for name in ("G", "D", "G_ema"):
+    names = {"G", "D", "G_ema"} | ({"D_ema", "fake_head", "fake_head_ema", "fake_queue"} if method == "fakeclr" else set())
+    assert names <= set(ranks[0])
+    for name in names:
         assert ranks[0][name] == ranks[1][name], f"{name} differs between ranks"
     states = sorted(p.name for p in tmp_path.glob("training-state-*.pt"))
     assert states == ["training-state-000000.032.pt", "training-state-000000.064.pt"]

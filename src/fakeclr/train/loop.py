@@ -191,7 +191,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
             (``cfg.kimg`` still drives schedules such as ADA-linear).
     Returns:
         ``{"cur_nimg", "iterations", "state", "network"}`` of the last checkpoint written, and ``"nets"``: this
-        process's ``G``, ``D`` and ``G_ema``.
+        process's ``G``, ``D``, ``G_ema`` and the method's modules (heads, ``D_ema``, queues).
     """
     stream = sys.stdout if stream is None else stream
     device = dist.init(device)
@@ -371,7 +371,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
                                       f"state saved to {last['state']}. Run the same command to continue.",
                                       128 + int(signum))
     monitor.close()
-    return {**last, "nets": {"G": G, "D": D, "G_ema": G_ema}}
+    return {**last, "nets": {"G": G, "D": D, "G_ema": G_ema, **method.modules}}
 
 
 def _gather_states(t: torch.Tensor | dict) -> dict[str, Any]:
