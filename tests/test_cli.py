@@ -12,7 +12,9 @@ TRAIN_FLAGS = {
     "--data", "--preset", "--outdir", "--resume", "--kimg", "--batch", "--aug", "--p", "--target", "--augpipe",
     "--diffaugment", "--gamma", "--pl-weight", "--lr", "--ema-kimg", "--mirror", "--no-mirror", "--resolution",
     "--channels", "--subset", "--cond", "--skip-bad", "--seed", "--snap", "--tick", "--device", "--no-tensorboard",
-    "--dry-run", "-h", "--help",
+    "--dry-run", "-h", "--help", "--method", "--perturbation", "--forgetting", "--queue-size", "--queue-sizer",
+    "--cl-on-g", "--no-cl-on-g", "--lw-real", "--lw-fake", "--lw-fake-on-g", "--tau", "--tau-m", "--mixing",
+    "--real-in-fake-queue", "--reuse-forward", "--no-reuse-forward",
 }
 
 
@@ -118,3 +120,17 @@ def test_generate_bad_network(tmp_path, capsys):
     fake.write_bytes(b"not a safetensors file")
     assert "truncated" in _error(capsys, ["generate", "--network", str(fake), "--outdir", str(tmp_path)])
     assert "does not exist" in _error(capsys, ["generate", "--network", str(tmp_path / "x.safetensors"), "--outdir", str(tmp_path)])
+
+
+def test_method_flags_compose(capsys):
+    args = ["train", "--data", "lfw", "--method", "fakeclr", "--forgetting", "official", "--queue-size", "200",
+            "--no-cl-on-g", "--aug", "diffaugment", "--real-in-fake-queue", "half", "--dry-run"]
+    assert main(args) == 0
+    cl = json.loads(capsys.readouterr().out)["contrastive"]
+    assert cl["method"] == "fakeclr" and cl["forgetting"] == "official" and cl["queue_size"] == 200
+    assert cl["on_g"] is False and cl["perturbation"] == "noise" and cl["real_in_fake_queue"] == "half"
+    assert main(["train", "--data", "lfw", "--dry-run"]) == 0      # lfw-demo: FakeCLR with ADA-linear
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["contrastive"]["method"] == "fakeclr" and cfg["augment"]["kind"] == "ada-linear"
+    assert "--real-in-fake-queue" in _error(capsys, ["train", "--data", "lfw", "--method", "instance-real",
+                                                     "--real-in-fake-queue", "start", "--dry-run"])

@@ -245,3 +245,17 @@ def test_style_mixing_of_the_two_fake_views(mixing, same):
         img = ctx.fake()[0]
         pos = term.positive_images(ctx)
     assert torch.equal(img, pos) == same
+
+
+def test_plot_forgetting_command(tmp_path):
+    from PIL import Image
+
+    from fakeclr.cli import main
+    from fakeclr.tools.plots import queue_iterations
+    assert queue_iterations(200, 50).tolist() == [1] * 50 + [2] * 50 + [3] * 50 + [4] * 50
+    out = tmp_path / "fig2.png"
+    assert main(["plot", "forgetting", "--out", str(out), "--sizes", "200,400", "--tau-m", "0.01,0.1"]) == 0
+    w, h = Image.open(out).size
+    assert w > 2 * h > 0                                      # two panels side by side
+    assert main(["plot", "forgetting", "--out", str(tmp_path / "x.png"), "--sizes", "0"]) == 2
+    assert not (tmp_path / "x.png").exists()

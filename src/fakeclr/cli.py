@@ -334,6 +334,30 @@ def _run_neighbours(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- plot
+def _add_plot(sub) -> None:
+    p = sub.add_parser("plot", help="figures of the method (forgetting factor: supplementary Fig. 2)")
+    p.add_argument("what", choices=("forgetting",), help="which figure")
+    p.add_argument("--out", default="forgetting.png", help="output PNG")
+    p.add_argument("--tau-m", default="0.005,0.01,0.05,0.1", help="comma-separated tau_m values")
+    p.add_argument("--sizes", default="200,500,1000", help="comma-separated queue sizes N")
+    p.add_argument("--batch", type=int, default=50, help="keys enqueued per iteration")
+    p.set_defaults(run=_run_plot)
+
+
+def _run_plot(args) -> int:
+    from .tools.plots import plot_forgetting
+    try:
+        tau_ms = [float(v) for v in args.tau_m.split(",")]
+        sizes = [int(v) for v in args.sizes.split(",")]
+    except ValueError:
+        raise UserError("--tau-m and --sizes take comma-separated numbers, e.g. --sizes 200,500.") from None
+    if min(tau_ms) <= 0 or min(sizes) < 1 or args.batch < 1:
+        raise UserError("--tau-m values must be positive and --sizes and --batch at least 1.")
+    print(plot_forgetting(args.out, tau_ms, sizes, args.batch))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fakeclr", description="Data-efficient GAN training with FakeCLR.")
@@ -342,6 +366,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_generate(sub)
     _add_dataset(sub)
+    _add_plot(sub)
     _add_metrics(sub)
     _add_lpips(sub)
     _add_weights(sub)
