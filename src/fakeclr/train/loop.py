@@ -251,7 +251,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
             m, sd, f"Checkpoint {resume} ({name})"))
         augmentation.load_state_dict(_rank_state(state["augment"], rank))
         sampler.load_state_dict(_rank_state(state["sampler"], rank))
-        torch.set_rng_state(_rank_state(state["rng"], rank))
+        _set_rng_state(_rank_state(state["rng"], rank), device)
         cur_nimg, iteration = int(state["progress"]["cur_nimg"]), int(state["progress"]["iteration"])
     else:
         for module in (G, D, G_ema, *method.modules.values()):
@@ -288,9 +288,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
             "method": method.state_dict(),
             "augment": _gather_states(augmentation.state_dict()),
             "sampler": _gather_states(sampler.state_dict()),
-            "rng": _gather_states(torch.get_rng_state()),
+            "rng": _gather_states(_get_rng_state(device)),
             "progress": {"cur_nimg": cur_nimg, "iteration": iteration},
-            "extras": {},
         }
         net_path, path = ckpt.network_path(run_dir, cur_nimg), ckpt.state_path(run_dir, cur_nimg)
         if rank == 0:
@@ -394,6 +393,20 @@ def _map_tensors(obj, fn, kind=torch.Tensor):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_map_tensors(v, fn, kind) for v in obj)
     return obj
+
+
+def _get_rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The global RNG states this process draws from: CPU, and the current CUDA device's when training there."""
+    out = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        out["cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def _set_rng_state(s: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(s["cpu"])
+    if device.type == "cuda" and "cuda" in s:
+        torch.cuda.set_rng_state(s["cuda"], device)
 
 
 def _rank_state(states: dict[str, Any], rank: int):
