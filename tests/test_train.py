@@ -183,3 +183,25 @@ def test_state_loads_with_weights_only(tmp_path):
     state = torch.load(out["state"], weights_only=True)
     assert state["format"] == "fakeclr-state/1"
     json.loads(state["config"])
+
+
+def test_snapshot_metrics_are_logged_and_leave_training_unchanged(tmp_path, monkeypatch):
+    from fakeclr.metrics import features, load_inception
+    try:
+        load_inception("cpu")
+    except UserError as e:
+        pytest.skip(f"Inception unavailable (no cache and no PyPI): {e}")
+    monkeypatch.setattr(features, "stats_cache_dir", lambda: tmp_path / "stats")
+    with_metrics = tiny(kimg=0.032)
+    with_metrics.snapshot_kimg = 0.016
+    with_metrics.metrics, with_metrics.metrics_num_gen = ["fid5k_full"], 16
+    a = train(with_metrics, tmp_path / "a", tensorboard=False)
+    plain = tiny(kimg=0.032)
+    plain.snapshot_kimg = 0.016
+    b = train(plain, tmp_path / "b", tensorboard=False)
+    lines = [json.loads(x) for x in (tmp_path / "a" / "metric-fid5k_full.jsonl").read_text().splitlines()]
+    assert [r["kimg"] for r in lines] == [0.016, 0.032]
+    assert all(r["num"] == 16 and r["results"]["fid5k_full"] > 0 for r in lines)
+    assert lines[1]["snapshot"] == "network-snapshot-000000.032.safetensors"
+    ga, gb = ckpt.load_state(a["state"])["nets"]["G"], ckpt.load_state(b["state"])["nets"]["G"]
+    assert all(torch.equal(ga[k], gb[k]) for k in ga)

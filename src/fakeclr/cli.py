@@ -65,6 +65,8 @@ def _add_train(sub) -> None:
                    help="FakeCLR Table 5: half of the fake queue from real images from the start (A) or half-way (B)")
     c.add_argument("--reuse-forward", action=argparse.BooleanOptionalAction, default=None,
                    help="queries reuse the adversarial D forward (default); --no-reuse-forward runs D again")
+    p.add_argument("--metrics", help="metrics at every snapshot, e.g. fid5k_full,kid5k_full (see fakeclr metrics --list)")
+    p.add_argument("--metrics-num-gen", type=int, help="generated images per snapshot metric (fewer for CPU runs)")
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
@@ -95,6 +97,11 @@ def build_train_config(args, world_size: int = 1) -> TrainConfig:
              "pl_weight": (cfg.loss, "pl_weight"), "lr": (cfg.optim, "lr"), "aug": (cfg.augment, "kind"),
              "p": (cfg.augment, "p"), "target": (cfg.augment, "target"), "augpipe": (cfg.augment, "pipe"),
              "diffaugment": (cfg.augment, "diffaugment_policy")}
+    if args.metrics is not None:
+        from .metrics.registry import parse_metric_names
+        cfg.metrics = parse_metric_names(args.metrics) if args.metrics.strip().lower() != "none" else []
+    if args.metrics_num_gen is not None:
+        cfg.metrics_num_gen = args.metrics_num_gen
     if args.method is not None:
         cfg.contrastive = method_config(args.method)
     cl = cfg.contrastive
@@ -141,9 +148,10 @@ def _add_generate(sub) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--seeds", default=None, help="seeds, e.g. 0-7,10 (default: 0-15)")
     g.add_argument("--count", type=int, help="generate seeds 0..count-1")
-    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default 1)")
+    _add_truncation(p)
     p.add_argument("--noise-mode", default="const", choices=("const", "random", "none"))
     p.add_argument("--class", dest="class_idx", type=int, help="class index for a conditional network")
+    p.add_argument("--projected-w", help="render the latents of a projected_w.npz (from fakeclr project) instead of seeds")
     p.add_argument("--net", default="G_ema", choices=("G_ema", "G"), help="which generator (default G_ema)")
     p.add_argument("--outdir", help="write one seedNNNN.png per seed here")
     p.add_argument("--grid", help="write all images as one grid PNG here")
@@ -151,8 +159,14 @@ def _add_generate(sub) -> None:
     p.set_defaults(run=_run_generate)
 
 
+def _add_truncation(p) -> None:
+    p.add_argument("--trunc", default="1", help="truncation psi toward w_avg: one value (default 1 = off), or one "
+                                                "per synthesis layer, e.g. 0.5,0.5,0.7,1,1,1")
+    p.add_argument("--trunc-cutoff", type=int, help="apply a single --trunc psi to the first N layers only")
+
+
 def _run_generate(args) -> int:
-    from .tools.generate import generate, parse_seeds, write_images
+    from .tools.generate import generate, parse_psi, parse_seeds, write_images
     from .train.checkpoint import load_networks
     if args.count is not None and args.count < 1:
         raise UserError("--count must be at least 1.")
@@ -160,8 +174,16 @@ def _run_generate(args) -> int:
     if args.outdir is None and args.grid is None:
         raise UserError("Say where to write: --outdir DIR for one PNG per seed, or --grid FILE.png.")
     G = load_networks(args.network, (args.net,), device=args.device)[args.net]
-    images = generate(G, seeds, args.trunc, args.noise_mode, args.class_idx, device=args.device)
-    for path in write_images(images, seeds, args.outdir, args.grid):
+    psi = parse_psi(args.trunc)
+    if args.projected_w:
+        from .tools.generate import render_projected
+        images = render_projected(G, args.projected_w, args.noise_mode)
+        seeds, prefix = list(range(len(images))), "projected"
+    else:
+        images = generate(G, seeds, psi, args.noise_mode, args.class_idx, device=args.device,
+                          truncation_cutoff=args.trunc_cutoff)
+        prefix = "seed"
+    for path in write_images(images, seeds, args.outdir, args.grid, prefix=prefix):
         print(path)
     return 0
 
@@ -358,6 +380,207 @@ def _run_plot(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- tools
+def _add_tools(sub) -> None:
+    """The user tools: interpolate, style-mix, project, report, import (library code in fakeclr.tools)."""
+    _add_interpolate(sub)
+    _add_style_mix(sub)
+    _add_project(sub)
+    _add_report(sub)
+    _add_import(sub)
+
+
+def _add_network_flags(p) -> None:
+    p.add_argument("--network", required=True, help="network-snapshot-*.safetensors")
+    p.add_argument("--net", default="G_ema", choices=("G_ema", "G"), help="which generator (default G_ema)")
+    p.add_argument("--device", default="cpu")
+
+
+def _load_generator(args):
+    from .train.checkpoint import load_networks
+    return load_networks(args.network, (args.net,), device=args.device)[args.net]
+
+
+def _add_interpolate(sub) -> None:
+    p = sub.add_parser("interpolate", help="latent interpolation: grid PNG, GIF and MP4",
+                       description="Walk between seeds in Z or W. Each --seeds list is one path (one grid row) "
+                                   "through its seeds in order; --pairs adds random pairs.")
+    _add_network_flags(p)
+    p.add_argument("--seeds", action="append", default=[], help="one path of key seeds, e.g. 0,5,9 (repeat the flag "
+                                                                 "for more rows)")
+    p.add_argument("--pairs", type=int, help="add this many random pairs of seeds (drawn with --seed)")
+    p.add_argument("--seed", type=int, default=0, help="seed that draws the --pairs (default 0)")
+    p.add_argument("--frames", type=int, default=48, help="frames per path (default 48)")
+    p.add_argument("--space", default="z", choices=("z", "w"), help="interpolate z (default) or w")
+    p.add_argument("--method", choices=("lerp", "slerp"), help="default: slerp in z, lerp in w")
+    p.add_argument("--loop", action="store_true", help="return to the first seed (a seamless animation loop)")
+    _add_truncation(p)
+    p.add_argument("--class", dest="class_idx", type=int, help="class index for a conditional network")
+    p.add_argument("--noise-mode", default="const", choices=("const", "random", "none"))
+    p.add_argument("--outdir", required=True, help="writes interp_grid.png, interp.gif and interp.mp4 here")
+    p.add_argument("--grid-cols", type=int, default=8, help="frames per row of the grid PNG (default 8)")
+    p.add_argument("--fps", type=float, default=24, help="frames per second of the GIF/MP4 (default 24)")
+    p.add_argument("--zoom", type=int, default=1, help="enlarge pixels by this integer factor (default 1)")
+    p.add_argument("--no-mp4", action="store_true", help="do not write the MP4")
+    p.set_defaults(run=_run_interpolate)
+
+
+def _run_interpolate(args) -> int:
+    from .tools.generate import parse_psi, parse_seeds
+    from .tools.interpolate import interpolation_ws, random_pairs, render, write_interpolation
+    paths = [parse_seeds(s) for s in args.seeds] + (random_pairs(args.pairs, args.seed) if args.pairs else [])
+    if not paths:
+        raise UserError("Give at least one path: --seeds 0,5 (repeatable) or --pairs N.")
+    if args.zoom < 1 or args.grid_cols < 2 or args.fps <= 0:
+        raise UserError("--zoom must be at least 1, --grid-cols at least 2 and --fps positive.")
+    G = _load_generator(args)
+    method = args.method or ("slerp" if args.space == "z" else "lerp")
+    ws = interpolation_ws(G, paths, args.frames, args.space, method, parse_psi(args.trunc), args.trunc_cutoff,
+                          args.class_idx, args.loop, args.device)
+    files = write_interpolation(render(G, ws, args.noise_mode), args.outdir, args.grid_cols, args.fps, args.zoom,
+                                mp4=not args.no_mp4)
+    for path in (files.grid, files.gif, files.mp4):
+        if path is not None:
+            print(path)
+    if files.message:
+        print(files.message, file=sys.stderr)
+    return 0
+
+
+def _add_style_mix(sub) -> None:
+    p = sub.add_parser("style-mix", help="style-mixing figure: row seeds x column seeds, chosen layers swapped",
+                       description="Cell (r, c) is row seed r with the --layers of column seed c.")
+    _add_network_flags(p)
+    p.add_argument("--rows", default="0-4", help="row seeds (default 0-4)")
+    p.add_argument("--cols", default="5-9", help="column seeds whose layers are copied in (default 5-9)")
+    p.add_argument("--layers", default="coarse", help="layers taken from the column seed: indices/ranges such as "
+                                                      "0-3, or coarse, middle, fine (default coarse)")
+    _add_truncation(p)
+    p.add_argument("--class", dest="class_idx", type=int, help="class index for a conditional network")
+    p.add_argument("--noise-mode", default="const", choices=("const", "random", "none"))
+    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--zoom", type=int, default=1, help="enlarge pixels by this integer factor (default 1)")
+    p.set_defaults(run=_run_style_mix)
+
+
+def _run_style_mix(args) -> int:
+    from .tools.generate import parse_psi, parse_seeds
+    from .tools.style_mixing import parse_layers, save_style_mixing, style_mixing_images
+    if args.zoom < 1:
+        raise UserError("--zoom must be at least 1.")
+    G = _load_generator(args)
+    layers = parse_layers(args.layers, G.num_ws)
+    images = style_mixing_images(G, parse_seeds(args.rows), parse_seeds(args.cols), layers, parse_psi(args.trunc),
+                                 args.trunc_cutoff, args.class_idx, args.noise_mode, args.device)
+    print(save_style_mixing(images, args.out, args.zoom))
+    print(f"layers from the column seeds: {','.join(map(str, layers))} of 0-{G.num_ws - 1}")
+    return 0
+
+
+def _add_project(sub) -> None:
+    p = sub.add_parser("project", help="GAN inversion: find the w (and noise) that reproduces a target image",
+                       description="The StyleGAN2 projector: LPIPS-VGG16 + noise regularisation, learning-rate and "
+                                   "noise ramps. Writes target.png, proj.png, projected_w.npz, proj.gif/.mp4.")
+    _add_network_flags(p)
+    p.add_argument("--target", required=True, help="target image (centre-cropped and resized to the network)")
+    p.add_argument("--outdir", required=True, help="output directory")
+    p.add_argument("--steps", type=int, default=1000, help="optimisation steps (default 1000)")
+    p.add_argument("--w-plus", action="store_true", help="optimise one w per layer (W+) instead of one w")
+    p.add_argument("--noise", action=argparse.BooleanOptionalAction, default=True,
+                   help="optimise the noise maps too (default on)")
+    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
+    p.add_argument("--w-avg-samples", type=int, default=10000, help="z samples for w_avg/w_std (default 10000)")
+    p.add_argument("--seed", type=int, default=303, help="seed of the noise maps and w noise (default 303)")
+    p.add_argument("--distance", default="lpips", choices=("lpips", "mse"),
+                   help="lpips: LPIPS-VGG16 (default; MSE if its weights are unavailable); mse: pixel MSE")
+    p.add_argument("--lpips-weights", help="LPIPS-VGG16 weights file (default: fakeclr's cache / download)")
+    p.add_argument("--class", dest="class_idx", type=int, help="class index for a conditional network")
+    p.add_argument("--video", action=argparse.BooleanOptionalAction, default=True, help="write proj.gif/.mp4")
+    p.add_argument("--zoom", type=int, default=1, help="enlarge the output pixels by this factor (default 1)")
+    p.set_defaults(run=_run_project)
+
+
+def _projection_distance(args):
+    """``(distance, name)``: LPIPS-VGG16 from fakeclr.metrics, else pixel MSE with a message."""
+    from .tools.project import lpips_distance, pixel_distance
+    if args.distance == "mse":
+        return pixel_distance, "pixel MSE"
+    try:
+        from .metrics.weights import load_lpips
+        lpips = load_lpips("vgg", device=args.device, path=args.lpips_weights)
+    except (ImportError, UserError) as e:
+        print(f"fakeclr: LPIPS-VGG16 is unavailable ({e}); projecting with pixel MSE instead.", file=sys.stderr)
+        return pixel_distance, "pixel MSE"
+    return lpips_distance(lpips), "LPIPS-VGG16"
+
+
+def _run_project(args) -> int:
+    from .tools.generate import class_labels
+    from .tools.project import ProjectorConfig, final_scores, load_target, project, save_projection
+    if args.zoom < 1 or args.steps < 1 or args.w_avg_samples < 1:
+        raise UserError("--zoom, --steps and --w-avg-samples must be at least 1.")
+    G = _load_generator(args)
+    target = load_target(args.target, G)
+    distance, name = _projection_distance(args)
+    cfg = ProjectorConfig(num_steps=args.steps, w_avg_samples=args.w_avg_samples, initial_lr=args.lr,
+                          w_plus=args.w_plus, optimize_noise=args.noise, seed=args.seed)
+    c = class_labels(G, args.class_idx, 1, args.device) if G.c_dim else None
+    every = max(1, args.steps // 20)
+
+    def progress(step, dist, loss):
+        if (step + 1) % every == 0 or step == 0 or step + 1 == args.steps:
+            print(f"step {step + 1:>5d}/{args.steps}  {name} {dist:.4f}  loss {loss:.4f}", flush=True)
+
+    proj = project(G, target, distance, cfg, c=c, progress=progress)
+    files = save_projection(G, target, proj, args.outdir, video=args.video, scale=args.zoom)
+    scores = final_scores(G, target, proj, distance)
+    for path in files.values():
+        print(path)
+    if args.video and "mp4" not in files:
+        from .tools.media import MP4_MISSING
+        print(MP4_MISSING, file=sys.stderr)
+    print(f"final {name}: {scores['distance']:.4f}   pixel MSE (images in [-1, 1]): {scores['mse']:.5f}   "
+          f"{proj.seconds:.1f} s")
+    return 0
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="compare runs: self-contained HTML page + Markdown summary with plots",
+                       description="Configs side by side, latest metrics (best bolded), metric/loss/augment-p plots "
+                                   "vs kimg, sample grids and sec/kimg of one or more run directories.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by fakeclr train")
+    p.add_argument("--out", default="report", help="output directory (default ./report)")
+    p.add_argument("--title", default="fakeclr run comparison", help="page title")
+    p.set_defaults(run=_run_report)
+
+
+def _run_report(args) -> int:
+    from .tools.report import write_report
+    files = write_report(args.runs, args.out, title=args.title)
+    print(files.html)
+    print(files.markdown)
+    return 0
+
+
+def _add_import(sub) -> None:
+    p = sub.add_parser("import", help="convert a StyleGAN2-ADA / InsGen / FakeCLR network pickle (no code is run)",
+                       description="Reads network-snapshot-*.pkl with a restricted unpickler (data only) and writes "
+                                   "a fakeclr network file with G, G_ema, D (and D_ema); FakeCLR heads go to "
+                                   "OUT.heads.safetensors as raw tensors.")
+    p.add_argument("pickle", metavar="NETWORK.pkl", help="the published network pickle")
+    p.add_argument("out", metavar="OUT.safetensors", help="the fakeclr network file to write")
+    p.set_defaults(run=_run_import)
+
+
+def _run_import(args) -> int:
+    from .tools.importer import convert
+    res = convert(args.pickle, args.out)
+    print(f"{res.network}: {', '.join(f'{k} ({v})' for k, v in res.nets.items())}")
+    for note in res.notes:
+        print(f"note: {note}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fakeclr", description="Data-efficient GAN training with FakeCLR.")
@@ -366,6 +589,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_generate(sub)
     _add_dataset(sub)
+    _add_tools(sub)
     _add_plot(sub)
     _add_metrics(sub)
     _add_lpips(sub)

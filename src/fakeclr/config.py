@@ -147,6 +147,8 @@ class TrainConfig:
     ema_rampup: float | None = 0.05
     tick_kimg: float = 4.0         # status line, stats.jsonl and TensorBoard every tick
     snapshot_kimg: float = 200.0   # sample grid, network snapshot and training state
+    metrics: list[str] = field(default_factory=list)   # computed on G_ema at every snapshot (fakeclr.metrics)
+    metrics_num_gen: int | None = None                  # generated images per metric; None = the metric's own
     seed: int = 0
 
     # ------------------------------------------------------------------ serialisation

@@ -102,7 +102,10 @@ def generator_images(G, num: int, seed: int, device, batch: int = 16, dataset=No
 @torch.no_grad()
 def image_features(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, device, batch: int = 32,
                    progress: Progress | None = None) -> torch.Tensor:
-    """``fn`` (uint8 ``[B, C, H, W]`` on ``device`` -> ``[B, D]``) over ``images`` in batches -> float32 ``[N, D]`` on CPU."""
+    """``fn`` (uint8 ``[B, C, H, W]`` on ``device`` -> ``[B, D]``) over ``images`` in batches.
+
+    Returns float32 ``[N, D]`` on the CPU.
+    """
     out = []
     for i in range(0, images.shape[0], batch):
         out.append(fn(images[i:i + batch].to(device)).float().cpu())
@@ -189,7 +192,7 @@ def read_folder(folder: str | os.PathLike) -> list[torch.Tensor]:
                 a = np.asarray(im)
         except OSError as e:
             raise UserError(f"Cannot read image {p} ({e}); fix or remove it.") from None
-        out.append(torch.from_numpy(a[None] if a.ndim == 2 else a.transpose(2, 0, 1).copy()))
+        out.append(torch.from_numpy(np.array(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))))
     return out
 
 

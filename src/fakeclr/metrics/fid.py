@@ -7,6 +7,12 @@ The trace of the matrix square root uses ``tr((S_g S_r)^(1/2)) = sum_i sqrt(lamb
 eigenvalues of the symmetric PSD matrix ``S_r^(1/2) S_g S_r^(1/2)`` (similar to ``S_g S_r``). This equals the real
 part of the trace of ``scipy.linalg.sqrtm(S_g @ S_r)`` that StyleGAN2-ADA takes, without its complex round-off
 on the singular covariances of few-shot sets (100 images, 2048 features).
+
+When a set has fewer samples than features, :func:`fid_from_features` uses the same quantity computed from the
+samples: with centred, scaled samples ``A = (X_g - mu_g) / sqrt(N_g)`` and ``B = (X_r - mu_r) / sqrt(N_r)``,
+``S_g = A^T A``, ``S_r = B^T B`` and the non-zero eigenvalues of ``S_g S_r`` are the squared singular values of
+``A B^T``, so ``tr((S_g S_r)^(1/2)) = ||A B^T||_*`` (nuclear norm) and ``tr(S) = ||A||_F^2``. This costs
+``N_g N_r D`` instead of ``D^3`` (seconds instead of tens of seconds for 5k vs 100 images on a CPU).
 """
 
 from __future__ import annotations
@@ -39,5 +45,12 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
 
 
 def fid_from_features(real: torch.Tensor | np.ndarray, gen: torch.Tensor | np.ndarray) -> float:
-    """FID between two feature sets ``[N_r, D]`` and ``[N_g, D]``."""
-    return frechet_distance(*mean_cov(real), *mean_cov(gen))
+    """FID between two feature sets ``[N_r, D]`` and ``[N_g, D]`` (the sample form when a set has < D rows)."""
+    x, y = np.asarray(real, dtype=np.float64), np.asarray(gen, dtype=np.float64)
+    if min(x.shape[0], y.shape[0]) >= x.shape[1]:
+        return frechet_distance(*mean_cov(x), *mean_cov(y))
+    mu_r, mu_g = x.mean(axis=0), y.mean(axis=0)
+    b = (x - mu_r) / np.sqrt(x.shape[0])
+    a = (y - mu_g) / np.sqrt(y.shape[0])
+    nuclear = np.linalg.svd(a @ b.T, compute_uv=False).sum()
+    return float(np.square(mu_g - mu_r).sum() + np.square(a).sum() + np.square(b).sum() - 2 * nuclear)

@@ -169,7 +169,8 @@ class InceptionV3(torch.nn.Module):
     def __init__(self, classifier: bool = False):
         super().__init__()
         self.layers = _Tower(
-            ("conv", ConvBN(3, 32, 3, stride=2)), ("conv_1", ConvBN(32, 32, 3)), ("conv_2", ConvBN(32, 64, 3, padding=1)),
+            ("conv", ConvBN(3, 32, 3, stride=2)), ("conv_1", ConvBN(32, 32, 3)),
+            ("conv_2", ConvBN(32, 64, 3, padding=1)),
             ("pool0", torch.nn.MaxPool2d(3, stride=2)),
             ("conv_3", ConvBN(64, 80, 1)), ("conv_4", ConvBN(80, 192, 3)),
             ("pool1", torch.nn.MaxPool2d(3, stride=2)),

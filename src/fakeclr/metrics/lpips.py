@@ -19,7 +19,6 @@ themselves are buffers.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["LPIPS", "NETS", "to_lpips_range"]
 

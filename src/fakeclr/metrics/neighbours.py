@@ -30,7 +30,10 @@ __all__ = ["pixel_distances", "lpips_distances", "nearest", "neighbour_figure", 
 
 
 def pixel_distances(queries: torch.Tensor, pool: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """Mean squared difference in [0, 1] between uint8 ``queries [Q, C, H, W]`` and ``pool [N, C, H, W]`` -> ``[Q, N]``."""
+    """Mean squared difference (images in [0, 1]) of uint8 ``queries [Q, C, H, W]`` and ``pool [N, C, H, W]``.
+
+    Returns ``[Q, N]``.
+    """
     q = queries.flatten(1).float() / 255
     out = []
     for chunk in pool.split(batch):

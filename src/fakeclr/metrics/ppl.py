@@ -19,10 +19,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..errors import UserError
 from .features import Progress, random_labels
 
-__all__ = ["slerp", "ppl_latents", "ppl_distances", "filtered_mean", "perceptual_path_length", "lpips_distance_fn"]
+__all__ = ["slerp", "ppl_latents", "ppl_distances", "filtered_mean", "perceptual_path_length", "lpips_distance_fn",
+           "compared_size"]
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -50,7 +50,7 @@ def _path_ws(G, t, z0, z1, c, epsilon: float, space: str) -> tuple[torch.Tensor,
     """The two ``ws [N, num_ws, w_dim]`` at ``t`` and ``t + eps`` along the path in ``space``."""
     if space == "w":
         w0, w1 = G.mapping(torch.cat([z0, z1]), torch.cat([c, c]) if c is not None else None).chunk(2)
-        tt = t[:, None, None]
+        tt = t[:, None, None].to(w0.dtype)
         return w0.lerp(w1, tt), w0.lerp(w1, tt + epsilon)
     if space == "z":
         zt0, zt1 = slerp(z0, z1, t[:, None]), slerp(z0, z1, t[:, None] + epsilon)
@@ -69,6 +69,11 @@ def _crop_and_shrink(img: torch.Tensor, crop: bool, resolution: int) -> torch.Te
         n, c, h, w = img.shape
         img = img.reshape(n, c, h // factor, factor, w // factor, factor).mean(dim=(3, 5))
     return img
+
+
+def compared_size(resolution: int, crop: bool) -> int:
+    """Side in px of the images PPL compares for a generator of ``resolution`` (after crop and downsampling)."""
+    return (resolution // 2 if crop else resolution) // max(1, resolution // 256)
 
 
 def lpips_distance_fn(lpips) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -90,10 +95,6 @@ def ppl_distances(G, distance: Callable[[torch.Tensor, torch.Tensor], torch.Tens
     Noise buffers of a private copy of ``G`` are redrawn for each batch and used as constant noise, so both
     images of a pair see the same noise.
     """
-    side = (G.img_resolution // 2 if crop else G.img_resolution) // max(1, G.img_resolution // 256)
-    if side < 16:
-        raise UserError(f"PPL compares {side}x{side} px images here, too small for LPIPS-VGG16 (at least 16 px); "
-                        "use a metric without crop (ppl2_wend) or a generator of at least 32 px.")
     device = torch.device(device)
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
     noise = [buf for name, buf in G.named_buffers() if name.endswith("noise_const")]
@@ -108,7 +109,8 @@ def ppl_distances(G, distance: Callable[[torch.Tensor, torch.Tensor], torch.Tens
             buf.copy_(torch.randn(buf.shape, generator=gen))
         ws0, ws1 = _path_ws(G, t.to(device), z0.to(device), z1.to(device), c, epsilon, space)
         img = G.synthesis(torch.cat([ws0, ws1]), noise_mode="const")
-        img = _crop_and_shrink(img.float(), crop, G.img_resolution)
+        img = img.float() if img.dtype in (torch.float16, torch.bfloat16) else img
+        img = _crop_and_shrink(img, crop, G.img_resolution)
         a, b = img.chunk(2)
         out.append((distance(a, b) / epsilon ** 2).float().cpu())
         done += n

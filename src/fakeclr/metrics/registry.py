@@ -29,7 +29,7 @@ from .features import dataset_features, detector_tag, folder_features, generator
 from .fid import fid_from_features
 from .inception_score import inception_score
 from .kid import kernel_inception_distance
-from .ppl import lpips_distance_fn, perceptual_path_length
+from .ppl import compared_size, lpips_distance_fn, perceptual_path_length
 from .precision_recall import precision_recall
 from .weights import load_inception, load_lpips
 
@@ -114,6 +114,10 @@ def _ppl(space, sampling, crop):
     def fn(ctx, num):
         if ctx.G is None:
             raise UserError("PPL needs a generator; pass --network.")
+        side = compared_size(ctx.G.img_resolution, crop)
+        if side < 16:
+            raise UserError(f"PPL would compare {side}x{side} px images, too small for LPIPS-VGG16 (16 px at least); "
+                            "use ppl2_wend (no crop) or a generator of at least 32 px.")
         lpips = load_lpips("vgg", ctx.device)
         return perceptual_path_length(ctx.G, lpips_distance_fn(lpips), num, epsilon=1e-4, space=space,
                                       sampling=sampling, crop=crop, batch=max(1, ctx.batch // 4), seed=ctx.seed,

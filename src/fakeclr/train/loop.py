@@ -218,6 +218,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
                         skip_bad=cfg.data.skip_bad, use_labels=cfg.data.use_labels)
     cfg.data.resolution, cfg.data.channels = data.resolution, data.num_channels
     validate(cfg, world)
+    if cfg.metrics:
+        from ..metrics.registry import parse_metric_names
+        cfg.metrics = parse_metric_names(cfg.metrics)
     c_dim = data.label_dim if cfg.data.use_labels else 0
     batch = cfg.batch // world
 
@@ -299,6 +302,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
                                meta={"kimg": cur_nimg / 1000, "config": cfg.to_dict()})
             ckpt.save_state(path, state_out)
             ckpt.prune_states(run_dir, keep=2)
+            if cfg.metrics:
+                _snapshot_metrics(cfg, G_ema, data, device, run_dir, net_path.name, cur_nimg, monitor, stream)
         last.update(cur_nimg=cur_nimg, iterations=iteration, state=path, network=net_path)
         dist.barrier()
 
@@ -395,6 +400,23 @@ def _map_tensors(obj, fn, kind=torch.Tensor):
     return obj
 
 
+def _snapshot_metrics(cfg: TrainConfig, G_ema, data, device, run_dir: Path, snapshot: str, cur_nimg: int,
+                      monitor: Monitor, stream) -> None:
+    """Evaluate ``cfg.metrics`` on G_ema: ``metric-<name>.jsonl`` lines, TensorBoard ``Metrics/...``, a status line.
+
+    The metrics draw from their own seeded generators and leave the training RNG untouched.
+    """
+    from ..metrics.registry import MetricContext, append_metric_jsonl, calc_metric
+    ctx = MetricContext(G=G_ema, dataset=data, device=device, num_gen=cfg.metrics_num_gen, progress=False)
+    for name in cfg.metrics:
+        result = calc_metric(name, ctx)
+        append_metric_jsonl(run_dir, result, snapshot=snapshot, kimg=cur_nimg / 1000)
+        for key, value in result.results.items():
+            monitor.scalar(f"Metrics/{key}", value, cur_nimg)
+        values = "  ".join(f"{k} {v:.4g}" for k, v in result.results.items())
+        print(f"  {values}  ({result.num} images, {result.seconds:.0f}s)", file=stream, flush=True)
+
+
 def _get_rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     """The global RNG states this process draws from: CPU, and the current CUDA device's when training there."""
     out = {"cpu": torch.get_rng_state()}
@@ -422,7 +444,7 @@ def _random_labels(data, n: int, c_dim: int, device) -> torch.Tensor:
 
 
 # Fields that may change when a run is continued: its length and the logging cadence.
-_CONTINUABLE = {"kimg", "tick_kimg", "snapshot_kimg"}
+_CONTINUABLE = {"kimg", "tick_kimg", "snapshot_kimg", "metrics", "metrics_num_gen"}
 
 
 def _check_resumable(saved: TrainConfig, new: TrainConfig, path) -> None:

@@ -93,6 +93,12 @@ class Monitor:
                 self.writer.flush()
         return record
 
+    def scalar(self, name: str, value: float, cur_nimg: int) -> None:
+        """One TensorBoard scalar outside the tick records (e.g. a snapshot metric)."""
+        if self.writer is not None:
+            self.writer.add_scalar(name, value, global_step=int(cur_nimg))
+            self.writer.flush()
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
