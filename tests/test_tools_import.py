@@ -20,7 +20,6 @@ Our importer converted that pickle to outputs identical to these numbers (max ab
 from __future__ import annotations
 
 import collections
-import io
 import os
 import pathlib
 import pickle
@@ -244,7 +243,7 @@ class _Evaluates:
         return eval, ("__import__('os').getcwd()",)
 
 
-@pytest.mark.parametrize("make", ["os.system", "builtins.eval", "class", "persistent_src"])
+@pytest.mark.parametrize("make", ["os.system", "builtins.eval", "partial", "persistent_src"])
 def test_malicious_pickles_are_refused_and_nothing_runs(tmp_path, capsys, make):
     from fakeclr.cli import main
     marker = tmp_path / "pwned"
@@ -253,8 +252,9 @@ def test_malicious_pickles_are_refused_and_nothing_runs(tmp_path, capsys, make):
         path.write_bytes(_evil_pickle(_RunsShell(marker)))
     elif make == "builtins.eval":
         path.write_bytes(_evil_pickle(_Evaluates()))
-    elif make == "class":  # a real class object to instantiate (what pickling a network normally does)
-        path.write_bytes(pickle.dumps({"G": torch.nn.Module}))
+    elif make == "partial":  # a callable smuggled in as data
+        import functools
+        path.write_bytes(pickle.dumps({"G": functools.partial(os.system, f"touch {marker}")}))
     else:  # a well-formed persistence record whose source would run when unpickled normally
         craft_pickle(path, {"G": filled("G")}, head=False)
     code = main(["import", str(path), str(tmp_path / "out.safetensors")])
@@ -291,3 +291,5 @@ def test_unsupported_architecture_is_named(tmp_path):
     rec = PersistentRecord("Generator", {"_init_kwargs": {**SG2_G_KWARGS, "mapping_kwargs": {"layer_features": 64}}})
     with pytest.raises(UserError, match="layer_features"):
         generator_config(rec)
+    with pytest.raises(UserError, match="constructor arguments"):
+        generator_config(PersistentRecord("Generator", {"_init_kwargs": {"z_dim": 8}}))

@@ -134,6 +134,25 @@ def load_projected_w(path: str | Path, G) -> torch.Tensor:
     return w
 
 
+def load_projected_noise(path: str | Path) -> dict[str, torch.Tensor]:
+    """The noise maps ``{buffer name: [H, W]}`` that ``fakeclr project`` optimised along with ``w`` (may be empty)."""
+    with np.load(Path(path), allow_pickle=False) as f:
+        return {k[len("noise."):]: torch.from_numpy(np.asarray(f[k], dtype=np.float32))
+                for k in f.files if k.startswith("noise.")}
+
+
+@torch.no_grad()
+def render_projected(G, path: str | Path, noise_mode: str = "const") -> torch.Tensor:
+    """uint8 images ``[N, C, H, W]`` of a projected ``.npz``; with ``noise_mode='const'`` its optimised noise maps
+    (when it has them) replace the network's, so the image matches the projector's ``proj.png``."""
+    ws = load_projected_w(path, G).to(G.mapping.w_avg.device)
+    noise = load_projected_noise(path) if noise_mode == "const" else {}
+    if noise:
+        from .project import render_with_noise
+        return to_uint8(render_with_noise(G, ws, noise))
+    return synthesize(G, ws, noise_mode)
+
+
 @torch.no_grad()
 def generate(G, seeds: list[int], truncation_psi: Psi = 1.0, noise_mode: str = "const",
              class_idx: int | None = None, batch: int = 16, device="cpu",
@@ -146,13 +165,14 @@ def generate(G, seeds: list[int], truncation_psi: Psi = 1.0, noise_mode: str = "
     return synthesize(G, ws, noise_mode, batch)
 
 
-def write_images(images: torch.Tensor, seeds: list[int], outdir: str | Path | None, grid: str | Path | None) -> list[Path]:
-    """Save ``seedNNNN.png`` files into ``outdir`` and/or one grid PNG; returns the paths written."""
+def write_images(images: torch.Tensor, seeds: list[int], outdir: str | Path | None, grid: str | Path | None,
+                 prefix: str = "seed") -> list[Path]:
+    """Save ``{prefix}NNNN.png`` files into ``outdir`` and/or one grid PNG; returns the paths written."""
     written = []
     if outdir is not None:
         outdir = Path(outdir)
         for img, seed in zip(images, seeds):
-            path = outdir / f"seed{seed:04d}.png"
+            path = outdir / f"{prefix}{seed:04d}.png"
             save_png(make_grid(img[None]), path)
             written.append(path)
     if grid is not None:

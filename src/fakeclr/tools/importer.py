@@ -306,9 +306,14 @@ def record_state_dict(rec, prefix: str = "") -> dict[str, torch.Tensor]:
     return out
 
 
-def _kwargs(rec: PersistentRecord, positional: tuple[str, ...]) -> dict[str, Any]:
+def _kwargs(rec: PersistentRecord, positional: tuple[str, ...], required: tuple[str, ...], name: str) -> dict[str, Any]:
+    """Constructor arguments of a record (positional ones named), checking that ``required`` are present."""
     kw = dict(zip(positional, rec.init_args))
     kw.update(rec.init_kwargs)
+    missing = [k for k in required if k not in kw]
+    if missing:
+        raise UserError(f"Network '{name}' in the pickle does not record its constructor arguments "
+                        f"({', '.join(missing)} missing); it was not saved by StyleGAN2-ADA's persistence module.")
     return kw
 
 
@@ -317,7 +322,7 @@ _IGNORED = {"num_fp16_res", "fp16_channels_last", "channels_last", "freeze_layer
 _G_POSITIONAL = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
 _D_POSITIONAL = ("c_dim", "img_resolution", "img_channels", "architecture", "channel_base", "channel_max",
                  "num_fp16_res", "conv_clamp", "cmap_dim", "block_kwargs", "mapping_kwargs", "epilogue_kwargs")
-_MUST_EQUAL = {"architecture": None, "activation": "lrelu", "resample_filter": [1, 3, 3, 1], "embed_features": None,
+_MUST_EQUAL = {"activation": "lrelu", "resample_filter": [1, 3, 3, 1], "embed_features": None,
                "layer_features": None, "use_noise": True, "kernel_size": 3}
 
 
@@ -333,7 +338,7 @@ def _check_known(name: str, kw: dict[str, Any], known: set[str], what: str) -> N
 
 def generator_config(rec: PersistentRecord, name: str = "G") -> dict[str, Any]:
     """Our :class:`~fakeclr.nn.Generator` kwargs from a StyleGAN2-ADA ``Generator`` record's init kwargs."""
-    kw = _kwargs(rec, _G_POSITIONAL)
+    kw = _kwargs(rec, _G_POSITIONAL, _G_POSITIONAL[:5], name)
     mk, sk = dict(kw.pop("mapping_kwargs", {}) or {}), dict(kw.pop("synthesis_kwargs", {}) or {})
     _check_known(name, kw, {"z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"}, "Generator")
     _check_known(name, mk, {"num_layers", "lr_multiplier", "w_avg_beta"}, "mapping")
@@ -351,7 +356,7 @@ def generator_config(rec: PersistentRecord, name: str = "G") -> dict[str, Any]:
 
 def discriminator_config(rec: PersistentRecord, name: str = "D") -> dict[str, Any]:
     """Our :class:`~fakeclr.nn.Discriminator` kwargs from a StyleGAN2-ADA ``Discriminator`` record."""
-    kw = _kwargs(rec, _D_POSITIONAL)
+    kw = _kwargs(rec, _D_POSITIONAL, _D_POSITIONAL[:3], name)
     arch = kw.pop("architecture", "resnet")
     if arch != "resnet":
         raise UserError(f"{name}: discriminator architecture '{arch}' cannot be imported; fakeclr has the 'resnet' one.")

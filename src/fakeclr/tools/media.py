@@ -45,11 +45,8 @@ def write_gif(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float 
 
 def mp4_available() -> bool:
     """Whether an MP4 encoder is installed (the ``imageio-ffmpeg`` package ships an ffmpeg binary)."""
-    try:
-        import imageio_ffmpeg  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+    return importlib.util.find_spec("imageio_ffmpeg") is not None
 
 
 MP4_MISSING = "MP4 skipped: no encoder installed (pip install imageio-ffmpeg); the GIF holds the same frames."

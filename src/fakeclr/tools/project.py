@@ -110,14 +110,26 @@ def pixel_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def lpips_distance(lpips: torch.nn.Module, max_resolution: int = 256) -> Distance:
     """Wrap an LPIPS module (``[N, 3, H, W]`` in [-1, 1]) for any ``G``: grey images are repeated to 3 channels
-    and images larger than ``max_resolution`` are area-downsampled to it (VGG16 was trained on 224 px)."""
+    and images larger than ``max_resolution`` are area-downsampled to it (VGG16 was trained on 224 px).
+
+    When the module offers ``features_of`` / ``distance_from_features`` (fakeclr's LPIPS does), the features of
+    the second argument are computed once and reused while the same tensor comes back (the projector's target).
+    """
+    def prep(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] > max_resolution:
+            x = F.interpolate(x, size=(max_resolution, max_resolution), mode="area")
+        return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
+
+    cache: dict[str, object] = {}
+    reuse = hasattr(lpips, "features_of") and hasattr(lpips, "distance_from_features")
+
     def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        if a.shape[-1] > max_resolution:
-            a = F.interpolate(a, size=(max_resolution, max_resolution), mode="area")
-            b = F.interpolate(b, size=(max_resolution, max_resolution), mode="area")
-        if a.shape[1] == 1:
-            a, b = a.repeat(1, 3, 1, 1), b.repeat(1, 3, 1, 1)
-        return lpips(a, b)
+        if not reuse:
+            return lpips(prep(a), prep(b))
+        if cache.get("b") is not b:
+            with torch.no_grad():
+                cache["b"], cache["fb"] = b, lpips.features_of(prep(b))
+        return lpips.distance_from_features(lpips.features_of(prep(a)), cache["fb"])
     return distance
 
 
@@ -195,10 +207,10 @@ def project(G, target: torch.Tensor, distance: Distance, cfg: ProjectorConfig | 
             for buf in noise.values():
                 buf -= buf.mean()
                 buf *= buf.square().mean().rsqrt()
-        result.distance.append(float(dist))
-        result.loss.append(float(loss))
+        result.distance.append(float(dist.detach()))
+        result.loss.append(float(loss.detach()))
         if progress is not None:
-            progress(step, float(dist), float(loss))
+            progress(step, result.distance[-1], result.loss[-1])
     result.seconds = time.perf_counter() - start
     result.w = w_steps[-1].clone()
     result.noise = {k: v.detach().cpu().clone() for k, v in noise.items()}

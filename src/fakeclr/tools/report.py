@@ -31,7 +31,7 @@ from ..errors import UserError
 
 _KIMG_RE = re.compile(r"(?:network-snapshot-|fakes)(\d+(?:\.\d+)?)")
 # Keys of a flat metric record that are bookkeeping, not results.
-_NOT_METRICS = {"kimg", "cur_nimg", "nimg", "time", "time_s", "total_time", "total_time_str", "timestamp", "num_gpus",
+_NOT_METRICS = {"kimg", "cur_nimg", "nimg", "num", "time", "time_s", "total_time", "total_time_str", "timestamp", "num_gpus",
                 "seed", "step", "iteration", "tick", "snapshot", "snapshot_pkl", "network", "higher_is_better"}
 # Metrics where a larger value is better (everything else: smaller is better, as for FID, KID, PPL).
 _HIGHER_BETTER = ("is", "inception_score", "pr", "precision", "recall", "density", "coverage", "diversity")

@@ -56,9 +56,9 @@ def style_mixing_images(G, row_seeds: list[int], col_seeds: list[int], layers: l
     row_ws = ws_for_seeds(G, row_seeds, psi, cutoff, class_idx, device)
     col_ws = ws_for_seeds(G, col_seeds, psi, cutoff, class_idx, device)
     R, C = len(row_seeds), len(col_seeds)
-    mixed = synthesize(G, mix_ws(row_ws, col_ws, layers).flatten(0, 1), noise_mode).reshape(R, C, -1, *_hw(G))
     rows = synthesize(G, row_ws, noise_mode)
     cols = synthesize(G, col_ws, noise_mode)
+    mixed = synthesize(G, mix_ws(row_ws, col_ws, layers).flatten(0, 1), noise_mode).reshape(R, C, *rows.shape[1:])
     out = torch.zeros(R + 1, C + 1, *rows.shape[1:], dtype=torch.uint8)
     out[0, 1:] = cols
     out[1:, 0] = rows
@@ -66,12 +66,7 @@ def style_mixing_images(G, row_seeds: list[int], col_seeds: list[int], layers: l
     return out
 
 
-def _hw(G) -> tuple[int, int]:
-    return G.img_resolution, G.img_resolution
-
-
 def save_style_mixing(images: torch.Tensor, path: str | Path, scale: int = 1) -> Path:
     """Write the ``[R + 1, C + 1, channels, H, W]`` figure as one PNG (``scale``: integer zoom)."""
-    rows, cols = images.shape[:2]
-    grid: np.ndarray = make_grid(images.flatten(0, 1), cols=cols)
+    grid: np.ndarray = make_grid(images.flatten(0, 1), cols=images.shape[1])
     return save_frame(zoom(grid, scale), path)
