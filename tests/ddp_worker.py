@@ -32,6 +32,7 @@ def main(outdir: str, method: str) -> None:
     if dist.rank() == 0:
         with open(f"{outdir}/ranks.json", "w") as f:
             json.dump(objs, f)
+    dist.shutdown()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pytest
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def run_torchrun(outdir, method="ada", nproc=2, timeout=300):
+def run_torchrun(outdir, method="ada", nproc=2, timeout=900):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            str(WORKER), str(outdir), method]

@@ -135,6 +135,8 @@ def _run_train(args) -> int:
     except TrainingStopped as e:
         print(str(e), file=sys.stderr)
         return e.exit_code
+    finally:
+        dist.shutdown()
     if dist.rank() == 0:
         print(f"Done: {last['cur_nimg'] / 1000:g} kimg. Network: {last['network']}  State: {last['state']}  "
               f"Sample grids: {Path(args.outdir) / 'fakes*.png'}")

@@ -101,3 +101,10 @@ def average_buffers(module: torch.nn.Module, suffix: str) -> None:
         if name.endswith(suffix):
             dist.all_reduce(b, op=dist.ReduceOp.SUM)
             b /= world_size()
+
+
+def shutdown() -> None:
+    """Leave the process group (after a barrier) so that no communication thread is alive at interpreter exit."""
+    if is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
