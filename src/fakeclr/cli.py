@@ -132,14 +132,14 @@ def _run_train(args) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         last = train(cfg, args.outdir, resume=args.resume, device=device, tensorboard=not args.no_tensorboard)
+        if dist.rank() == 0:
+            print(f"Done: {last['cur_nimg'] / 1000:g} kimg. Network: {last['network']}  State: {last['state']}  "
+                  f"Sample grids: {Path(args.outdir) / 'fakes*.png'}")
     except TrainingStopped as e:
         print(str(e), file=sys.stderr)
         return e.exit_code
     finally:
         dist.shutdown()
-    if dist.rank() == 0:
-        print(f"Done: {last['cur_nimg'] / 1000:g} kimg. Network: {last['network']}  State: {last['state']}  "
-              f"Sample grids: {Path(args.outdir) / 'fakes*.png'}")
     return 0
 
 
