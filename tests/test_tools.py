@@ -293,6 +293,21 @@ def test_project_cli_files_and_generate_roundtrip(tmp_path, network, G, capsys):
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "again.png")), np.asarray(Image.open(out / "proj.png")))
 
 
+def test_project_cli_falls_back_to_mse_without_lpips(tmp_path, network, G, capsys, monkeypatch):
+    import fakeclr.metrics.weights as weights
+
+    def unavailable(*args, **kwargs):
+        raise UserError("Could not obtain LPIPS-VGG16 (offline)")
+    monkeypatch.setattr(weights, "load_lpips", unavailable)
+    target = tmp_path / "t.png"
+    Image.fromarray(gen.generate(G, [2])[0].permute(1, 2, 0).numpy()).save(target)
+    assert main(["project", "--network", str(network), "--target", str(target), "--outdir", str(tmp_path / "o"),
+                 "--steps", "3", "--w-avg-samples", "100", "--no-video"]) == 0
+    out, err = capsys.readouterr()
+    assert "LPIPS-VGG16 is unavailable" in err and "projecting with pixel MSE instead" in err
+    assert "final pixel MSE" in out and not (tmp_path / "o" / "proj.gif").exists()
+
+
 def test_project_cli_bad_target(tmp_path, network, capsys):
     assert main(["project", "--network", str(network), "--target", str(tmp_path / "none.png"), "--outdir",
                  str(tmp_path)]) == 2

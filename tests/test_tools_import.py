@@ -282,6 +282,18 @@ def test_truncated_and_foreign_files(tmp_path, crafted, capsys):
     assert "torch.save archive" in capsys.readouterr().err
 
 
+def test_unsupported_discriminator_is_skipped_not_fatal(tmp_path, monkeypatch):
+    """ADA's cifar config has an 'orig' D, which fakeclr lacks: the generators still convert, with a note."""
+    from fakeclr.tools.importer import convert
+    monkeypatch.setitem(globals(), "SG2_D_KWARGS", {**SG2_D_KWARGS, "architecture": "orig"})
+    path = tmp_path / "cifar.pkl"
+    craft_pickle(path, {"G": filled("G"), "D": filled("D"), "G_ema": filled("G_ema")}, head=False)
+    res = convert(path, tmp_path / "out.safetensors")
+    assert set(res.nets) == {"G", "G_ema"}
+    assert any(n.startswith("D: skipped") and "architecture 'orig'" in n for n in res.notes)
+    assert set(load_networks(res.network)) == {"G", "G_ema"}
+
+
 def test_unsupported_architecture_is_named(tmp_path):
     from fakeclr.errors import UserError
     from fakeclr.tools.importer import PersistentRecord, generator_config

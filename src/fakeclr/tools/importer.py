@@ -412,7 +412,14 @@ def build_networks(data: dict[str, Any]) -> tuple[dict[str, torch.nn.Module], di
         if rec.class_name != expected:
             skipped[name] = f"class {rec.class_name}, expected {expected}"
             continue
-        cfg = generator_config(rec, name) if kind == "G" else discriminator_config(rec, name)
+        if kind == "G":
+            cfg = generator_config(rec, name)
+        else:  # a D we cannot rebuild (e.g. ADA's cifar 'orig' D) must not block the generators
+            try:
+                cfg = discriminator_config(rec, name)
+            except UserError as e:
+                skipped[name] = str(e)
+                continue
         module = (Generator if kind == "G" else Discriminator)(**cfg)
         sd = {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in record_state_dict(rec).items()}
         load_state_dict_checked(module, sd, f"Pickle network '{name}'")
