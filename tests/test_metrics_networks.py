@@ -112,9 +112,10 @@ def test_metrics_are_identical_for_the_same_seed(inception, lpips_vgg):
     a = compute_metrics(names, G, ds, num_gen=4, seed=3)
     b = compute_metrics(names, G, ds, num_gen=4, seed=3)
     assert a == b
-    assert set(a) == {"fid5k_full", "kid5k_full", "pr5k3_full_precision", "pr5k3_full_recall", "ppl2_wend",
+    # Filed under the sample count actually used (4 images, not 5k); PPL/continuity names state no count.
+    assert set(a) == {"fid4_full", "kid4_full", "pr4_3_full_precision", "pr4_3_full_recall", "ppl2_wend",
                       "continuity_w_pixel", "continuity_w_above", "continuity_w_lpips"}
-    assert a["fid5k_full"] > 0 and np.isfinite(a["kid5k_full"]) and a["ppl2_wend"] > 0
+    assert a["fid4_full"] > 0 and np.isfinite(a["kid4_full"]) and a["ppl2_wend"] > 0
     with pytest.raises(UserError, match="too small"):
         compute_metrics(["ppl_wend"], G, ds, num_gen=2)                    # 16 px cropped to 8 px
 
@@ -136,8 +137,8 @@ def test_cli_metrics_on_a_snapshot_and_on_folders(tmp_path, capsys, inception):
             "--num-gen", "4", "--run-dir", str(tmp_path)]
     assert cli.main(argv) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert line["metric"] == "fid5k_full" and line["num"] == 4 and line["results"]["fid5k_full"] > 0
-    assert json.loads((tmp_path / "metric-fid5k_full.jsonl").read_text())["results"] == line["results"]
+    assert line["metric"] == "fid4_full" and line["num"] == 4 and line["results"]["fid4_full"] > 0
+    assert json.loads((tmp_path / "metric-fid4_full.jsonl").read_text())["results"] == line["results"]
     assert cli.main(["metrics", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"),
                      "--metrics", "fid,kid"]) == 0
     out = json.loads(capsys.readouterr().out)["results"]

@@ -154,11 +154,17 @@ def craft_pickle(path: pathlib.Path, nets: dict[str, torch.nn.Module], head: boo
     data["augment_pipe"] = _record(pipe, "AugmentPipe", {"xflip": 1})
     if head:  # FakeCLR's GHead: a persistent CLHead around plain torch.nn modules
         h = torch.nn.Module()
+        torch.manual_seed(5)
         h.mlp = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 128))
+        h.momentum_mlp = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 128))
         h.register_buffer("queue", torch.randn(128, 8))
+        h.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
         state = _record(h, "CLHead", {"inplanes": 32}).state
-        state["_modules"] = collections.OrderedDict(mlp=h.mlp)   # pickled by torch.nn itself
+        state["_modules"] = collections.OrderedDict(mlp=h.mlp, momentum_mlp=h.momentum_mlp)  # pickled by torch.nn
         data["GHead"] = _Persistent("CLHead", state)
+        other = torch.nn.Module()
+        other.register_buffer("w", torch.arange(3.0))
+        data["Mystery"] = _record(other, "Mystery", {})
     saved = {k: sys.modules.get(k) for k in _standins()}
     sys.modules.update(_standins())
     try:
@@ -195,7 +201,7 @@ def test_import_reproduces_generator_exactly(crafted, tmp_path):
     path, nets = crafted
     out = tmp_path / "imported.safetensors"
     res = convert(path, out)
-    assert set(res.nets) == {"G", "G_ema", "D", "D_ema"}
+    assert set(res.nets) == {"G", "G_ema", "D", "D_ema", "fake_head", "fake_head_ema"}
     loaded = load_networks(out)
     for name in ("G", "G_ema", "D", "D_ema"):
         ref, new = nets[name].state_dict(), loaded[name].state_dict()
@@ -206,12 +212,31 @@ def test_import_reproduces_generator_exactly(crafted, tmp_path):
         np.testing.assert_array_equal(a[k], b[k])
     assert loaded["G_ema"].config == {**Generator(**G_KWARGS).config}
     assert loaded["D"].config["mbstd_group_size"] == 2
-    # The FakeCLR head is kept as raw tensors next to the network file, and the report says so.
-    from safetensors.torch import load_file
-    heads = load_file(str(res.heads))
-    assert {"GHead.mlp.0.weight", "GHead.mlp.2.bias", "GHead.queue"} <= set(heads)
-    assert any("GHead" in n and "raw tensors" in n for n in res.notes)
     assert any("p = 0.25" in n for n in res.notes)
+
+
+def test_import_maps_the_fakeclr_head_to_our_projection_heads(crafted, tmp_path):
+    from fakeclr.contrastive.heads import ProjectionHead
+    from fakeclr.tools.importer import convert, load_pickle, record_state_dict
+    path, _ = crafted
+    res = convert(path, tmp_path / "imported.safetensors")
+    loaded = load_networks(res.network)
+    ref = record_state_dict(load_pickle(path)["GHead"])
+    for ours, prefix in (("fake_head", "mlp."), ("fake_head_ema", "momentum_mlp.")):
+        head = loaded[ours]
+        assert isinstance(head, ProjectionHead) and head.config == {"in_features": 32, "out_features": 128,
+                                                                    "hidden_features": 32}
+        for k, v in head.state_dict().items():
+            assert torch.equal(v, ref[prefix + k[len("mlp."):]]), (ours, k)
+        x = torch.randn(3, 32, 4, 4)           # D features -> spatial mean -> the CLHead MLP -> unit vectors
+        mlp = lambda v: torch.nn.functional.linear(torch.relu(torch.nn.functional.linear(  # noqa: E731
+            v, ref[prefix + "0.weight"], ref[prefix + "0.bias"])), ref[prefix + "2.weight"], ref[prefix + "2.bias"])
+        torch.testing.assert_close(head(x), torch.nn.functional.normalize(mlp(x.mean((2, 3))), dim=1))
+    assert any(n.startswith("GHead: converted to fake_head and fake_head_ema") and "queue" in n for n in res.notes)
+    # a record fakeclr has no class for is kept as raw tensors next to the network file, and a note says so
+    from safetensors.torch import load_file
+    assert set(load_file(str(res.extra))) == {"Mystery.w"}
+    assert any("Mystery" in n and "raw tensors" in n for n in res.notes)
 
 
 def test_import_matches_the_anchor_golden(crafted, tmp_path):

@@ -154,6 +154,20 @@ def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
 
 
+def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path):
+    old = os.umask(0o022)
+    try:
+        ckpt.atomic_write(tmp_path / "a.bin", lambda tmp: open(tmp, "wb").write(b"x"))
+        (tmp_path / "b.bin").write_bytes(b"x")
+        os.umask(0o077)
+        ckpt.atomic_write(tmp_path / "c.bin", lambda tmp: open(tmp, "wb").write(b"x"))
+    finally:
+        os.umask(old)
+    mode = lambda n: (tmp_path / n).stat().st_mode & 0o777  # noqa: E731
+    assert mode("a.bin") == mode("b.bin") == 0o644
+    assert mode("c.bin") == 0o600
+
+
 def test_truncated_and_foreign_checkpoints_are_refused(tmp_path):
     out = train(tiny(kimg=0.016), tmp_path / "run", tensorboard=False)
     data = out["state"].read_bytes()
@@ -199,9 +213,9 @@ def test_snapshot_metrics_are_logged_and_leave_training_unchanged(tmp_path, monk
     plain = tiny(kimg=0.032)
     plain.snapshot_kimg = 0.016
     b = train(plain, tmp_path / "b", tensorboard=False)
-    lines = [json.loads(x) for x in (tmp_path / "a" / "metric-fid5k_full.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (tmp_path / "a" / "metric-fid16_full.jsonl").read_text().splitlines()]
     assert [r["kimg"] for r in lines] == [0.016, 0.032]
-    assert all(r["num"] == 16 and r["results"]["fid5k_full"] > 0 for r in lines)
+    assert all(r["num"] == 16 and r["results"]["fid16_full"] > 0 for r in lines)
     assert lines[1]["snapshot"] == "network-snapshot-000000.032.safetensors"
     ga, gb = ckpt.load_state(a["state"])["nets"]["G"], ckpt.load_state(b["state"])["nets"]["G"]
     assert all(torch.equal(ga[k], gb[k]) for k in ga)

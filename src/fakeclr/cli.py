@@ -66,7 +66,8 @@ def _add_train(sub) -> None:
     c.add_argument("--reuse-forward", action=argparse.BooleanOptionalAction, default=None,
                    help="queries reuse the adversarial D forward (default); --no-reuse-forward runs D again")
     p.add_argument("--metrics", help="metrics at every snapshot, e.g. fid5k_full,kid5k_full (see fakeclr metrics --list)")
-    p.add_argument("--metrics-num-gen", type=int, help="generated images per snapshot metric (fewer for CPU runs)")
+    p.add_argument("--metrics-num-gen", type=int, help="generated images per snapshot metric (fewer for CPU runs; "
+                   "results are then named by this count, e.g. fid500_full)")
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
@@ -222,7 +223,8 @@ def _add_metrics(sub) -> None:
     p.add_argument("--data", help="training images (folder, zip or 'lfw'); default: the data set the snapshot records")
     p.add_argument("--real", help="folder of real images (folder-vs-folder mode)")
     p.add_argument("--fake", help="folder of generated images (folder-vs-folder mode)")
-    p.add_argument("--num-gen", type=int, help="sample count for every metric (default: each metric's own, e.g. 5000)")
+    p.add_argument("--num-gen", type=int, help="sample count for every metric (default: each metric's own, e.g. 5000); "
+                   "results are named by the count used, e.g. fid1k_full")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0); the same seed gives the same numbers")
     p.add_argument("--batch", type=int, default=32, help="images per detector batch (default 32)")
     p.add_argument("--net", default="G_ema", choices=("G_ema", "G"), help="which generator (default G_ema)")
@@ -567,8 +569,8 @@ def _run_report(args) -> int:
 def _add_import(sub) -> None:
     p = sub.add_parser("import", help="convert a StyleGAN2-ADA / InsGen / FakeCLR network pickle (no code is run)",
                        description="Reads network-snapshot-*.pkl with a restricted unpickler (data only) and writes "
-                                   "a fakeclr network file with G, G_ema, D (and D_ema); FakeCLR heads go to "
-                                   "OUT.heads.safetensors as raw tensors.")
+                                   "a fakeclr network file with G, G_ema, D (and D_ema) and the InsGen/FakeCLR contrastive "
+                                   "heads (DHead -> real_head, GHead -> fake_head, with their momentum copies).")
     p.add_argument("pickle", metavar="NETWORK.pkl", help="the published network pickle")
     p.add_argument("out", metavar="OUT.safetensors", help="the fakeclr network file to write")
     p.set_defaults(run=_run_import)

@@ -20,6 +20,10 @@ def inception_score(probs: torch.Tensor | np.ndarray, num_splits: int = 10) -> t
     scores = []
     for i in range(num_splits):
         part = p[i * n // num_splits:(i + 1) * n // num_splits]
-        kl = part * (np.log(part) - np.log(part.mean(axis=0, keepdims=True)))
+        marginal = part.mean(axis=0, keepdims=True)
+        # 0 log 0 = 0: a float32 softmax of a confident classifier has exact zeros, which would make the
+        # plain formula NaN (StyleGAN2-ADA's included).
+        pos = part > 0
+        kl = np.where(pos, part * (np.log(np.where(pos, part, 1)) - np.log(np.where(pos, marginal, 1))), 0)
         scores.append(np.exp(kl.sum(axis=1).mean()))
     return float(np.mean(scores)), float(np.std(scores))

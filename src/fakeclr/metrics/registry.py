@@ -16,6 +16,7 @@ Folder-vs-folder names (all images of each folder): ``fid``, ``kid``, ``pr``, ``
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from .precision_recall import precision_recall
 from .weights import load_inception, load_lpips
 
 __all__ = ["METRICS", "FOLDER_METRICS", "MetricContext", "MetricResult", "calc_metric", "compute_metrics",
-           "compute_folder_metrics", "append_metric_jsonl", "parse_metric_names"]
+           "compute_folder_metrics", "append_metric_jsonl", "parse_metric_names", "metric_label"]
 
 
 @dataclass
@@ -86,9 +87,12 @@ class MetricContext:
 
 @dataclass(frozen=True)
 class Metric:
-    fn: Callable[[MetricContext, int], dict[str, float]]
+    """``fn(ctx, num)`` returns a number, a tuple (named by ``keys``) or a dict of numbers."""
+
+    fn: Callable[[MetricContext, int], object]
     default_num: int
     description: str
+    keys: tuple[str, ...] | None = None
 
 
 def _fid(max_real):
@@ -135,35 +139,49 @@ def _cont(space, kind):
     return fn
 
 
-def _named(name: str, fn: Callable, keys: tuple[str, ...] | None = None):
-    """Wrap a metric function returning a number / tuple / dict into one returning ``{result key: float}``."""
-    def wrapped(ctx, num):
-        out = fn(ctx, num)
-        if isinstance(out, dict):
-            return {f"{name}_{k}": float(v) for k, v in out.items()}
-        if isinstance(out, tuple):
-            return {f"{name}_{k}": float(v) for k, v in zip(keys, out)}
-        return {name: float(out)}
-    return wrapped
-
-
 METRICS: dict[str, Metric] = {
-    "fid50k_full": Metric(_named("fid50k_full", _fid(None)), 50000, "FID, 50k generated vs all real images"),
-    "fid5k_full": Metric(_named("fid5k_full", _fid(None)), 5000, "FID, 5k generated vs all real images"),
-    "kid50k_full": Metric(_named("kid50k_full", _kid), 50000, "KID, 50k generated vs all real, 100 subsets"),
-    "kid5k_full": Metric(_named("kid5k_full", _kid), 5000, "KID, 5k generated vs all real, 100 subsets"),
-    "pr50k3_full": Metric(_named("pr50k3_full", _pr, ("precision", "recall")), 50000, "precision/recall, k=3"),
-    "pr5k3_full": Metric(_named("pr5k3_full", _pr, ("precision", "recall")), 5000, "precision/recall, k=3"),
-    "is50k": Metric(_named("is50k", _is, ("mean", "std")), 50000, "Inception Score, 10 splits"),
-    "is5k": Metric(_named("is5k", _is, ("mean", "std")), 5000, "Inception Score, 10 splits"),
-    "ppl_zfull": Metric(_named("ppl_zfull", _ppl("z", "full", True)), 50000, "PPL in Z, full paths, crop"),
-    "ppl_wfull": Metric(_named("ppl_wfull", _ppl("w", "full", True)), 50000, "PPL in W, full paths, crop"),
-    "ppl_zend": Metric(_named("ppl_zend", _ppl("z", "end", True)), 50000, "PPL in Z, path ends, crop"),
-    "ppl_wend": Metric(_named("ppl_wend", _ppl("w", "end", True)), 50000, "PPL in W, path ends, crop"),
-    "ppl2_wend": Metric(_named("ppl2_wend", _ppl("w", "end", False)), 50000, "PPL in W, path ends, no crop"),
-    "continuity_z": Metric(_named("continuity_z", _cont("z", "slerp")), 50, "latent continuity, Z slerp, 10 steps"),
-    "continuity_w": Metric(_named("continuity_w", _cont("w", "lerp")), 50, "latent continuity, W lerp, 10 steps"),
+    "fid50k_full": Metric(_fid(None), 50000, "FID, 50k generated vs all real images"),
+    "fid5k_full": Metric(_fid(None), 5000, "FID, 5k generated vs all real images"),
+    "kid50k_full": Metric(_kid, 50000, "KID, 50k generated vs all real, 100 subsets"),
+    "kid5k_full": Metric(_kid, 5000, "KID, 5k generated vs all real, 100 subsets"),
+    "pr50k3_full": Metric(_pr, 50000, "precision/recall, k=3", ("precision", "recall")),
+    "pr5k3_full": Metric(_pr, 5000, "precision/recall, k=3", ("precision", "recall")),
+    "is50k": Metric(_is, 50000, "Inception Score, 10 splits", ("mean", "std")),
+    "is5k": Metric(_is, 5000, "Inception Score, 10 splits", ("mean", "std")),
+    "ppl_zfull": Metric(_ppl("z", "full", True), 50000, "PPL in Z, full paths, crop"),
+    "ppl_wfull": Metric(_ppl("w", "full", True), 50000, "PPL in W, full paths, crop"),
+    "ppl_zend": Metric(_ppl("z", "end", True), 50000, "PPL in Z, path ends, crop"),
+    "ppl_wend": Metric(_ppl("w", "end", True), 50000, "PPL in W, path ends, crop"),
+    "ppl2_wend": Metric(_ppl("w", "end", False), 50000, "PPL in W, path ends, no crop"),
+    "continuity_z": Metric(_cont("z", "slerp"), 50, "latent continuity, Z slerp, 10 steps"),
+    "continuity_w": Metric(_cont("w", "lerp"), 50, "latent continuity, W lerp, 10 steps"),
 }
+
+_COUNTED = re.compile(r"^(fid|kid|pr|is)(\d+k?)(\d?_full|)$")
+
+
+def metric_label(name: str, num: int) -> str:
+    """The name a result is filed under: ``name`` with its sample count replaced by ``num`` where the name states
+    one (``fid5k_full`` with 1000 images -> ``fid1k_full``; 500 -> ``fid500_full``; ``pr5k3_full`` with 500 ->
+    ``pr500_3_full``). PPL and continuity names state no count and are kept (the JSON line records ``num``)."""
+    m = _COUNTED.match(name)
+    if m is None:
+        return name
+    count = f"{num // 1000}k" if num % 1000 == 0 else str(num)
+    rest = m.group(3)
+    if rest[:1].isdigit() and not count.endswith("k"):
+        rest = "_" + rest
+    return f"{m.group(1)}{count}{rest}"
+
+
+def _result_keys(label: str, out, keys: tuple[str, ...] | None) -> dict[str, float]:
+    """A metric function's number / tuple / dict as ``{result key: float}`` under ``label``."""
+    if isinstance(out, dict):
+        return {f"{label}_{k}": float(v) for k, v in out.items()}
+    if isinstance(out, tuple):
+        return {f"{label}_{k}": float(v) for k, v in zip(keys, out)}
+    return {label: float(out)}
+
 
 FOLDER_METRICS = ("fid", "kid", "pr", "is")
 
@@ -192,12 +210,13 @@ def parse_metric_names(text: str | list[str], allowed=None) -> list[str]:
 
 
 def calc_metric(name: str, ctx: MetricContext) -> MetricResult:
-    """Compute one registered metric in ``ctx``."""
+    """Compute one registered metric in ``ctx``; it is filed under :func:`metric_label` of its sample count."""
     metric = METRICS[parse_metric_names([name])[0]]
     num = ctx.count(metric.default_num)
+    label = metric_label(name, num)
     start = time.time()
-    results = metric.fn(ctx, num)
-    return MetricResult(name, results, num, time.time() - start)
+    results = _result_keys(label, metric.fn(ctx, num), metric.keys)
+    return MetricResult(label, results, num, time.time() - start)
 
 
 def compute_metrics(names, G, dataset, device="cpu", num_gen: int | None = None, seed: int = 0, batch: int = 32,

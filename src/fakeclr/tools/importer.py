@@ -390,7 +390,7 @@ def _json_safe(x: Any) -> Any:
 @dataclass
 class ImportResult:
     network: Path
-    heads: Path | None
+    extra: Path | None                        # records fakeclr has no class for, as raw tensors
     nets: dict[str, str]                      # name -> our class
     skipped: dict[str, str] = field(default_factory=dict)   # name -> why
     notes: list[str] = field(default_factory=list)
@@ -427,6 +427,47 @@ def build_networks(data: dict[str, Any]) -> tuple[dict[str, torch.nn.Module], di
     return nets, skipped
 
 
+# InsGen/FakeCLR snapshot entries -> our contrastive module names (training/training_loop.py of both: ``DHead``
+# is the real-image instance head, ``GHead`` the fake-image one); the momentum copy is our ``<name>_ema``.
+CONTRASTIVE_HEADS = {"DHead": "real_head", "GHead": "fake_head"}
+_KNOWN_RECORDS = ("G", "G_ema", "D", "D_ema", "augment_pipe", "training_set_kwargs")
+
+
+def build_heads(data: dict[str, Any]) -> tuple[dict[str, torch.nn.Module], list[str]]:
+    """The InsGen/FakeCLR ``CLHead`` records as our :class:`~fakeclr.contrastive.ProjectionHead` modules.
+
+    A ``CLHead`` holds ``mlp`` (Linear(C, C), ReLU, Linear(C, 128)) and its momentum copy ``momentum_mlp`` with
+    the same layout as ours (``mlp.0``, ``mlp.2``), and a negative queue. The MLPs become ``real_head`` /
+    ``real_head_ema`` (``DHead``) and ``fake_head`` / ``fake_head_ema`` (``GHead``); the queue is training state
+    (like ``augment_pipe``) and is not converted, which the returned notes say.
+    """
+    from ..contrastive.heads import ProjectionHead
+    from ..train.checkpoint import load_state_dict_checked
+    heads: dict[str, torch.nn.Module] = {}
+    notes: list[str] = []
+    for theirs, ours in CONTRASTIVE_HEADS.items():
+        rec = data.get(theirs)
+        if not isinstance(rec, (PersistentRecord, ModuleRecord)):
+            continue
+        sd = record_state_dict(rec)
+        for prefix, suffix in (("mlp.", ""), ("momentum_mlp.", "_ema")):
+            part = {"mlp." + k[len(prefix):]: v.to(torch.float32) for k, v in sd.items() if k.startswith(prefix)}
+            if not part:
+                continue
+            if set(part) != {"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"}:
+                raise UserError(f"'{theirs}.{prefix[:-1]}' has tensors {sorted(part)}, not the two-layer MLP of "
+                                "InsGen/FakeCLR's CLHead; fakeclr cannot convert this head.")
+            hidden, width = part["mlp.0.weight"].shape
+            head = ProjectionHead(width, part["mlp.2.weight"].shape[0], hidden)
+            load_state_dict_checked(head, part, f"Pickle head '{theirs}.{prefix[:-1]}'")
+            heads[ours + suffix] = head.eval().requires_grad_(False)
+        dropped = sorted(k for k in sd if not k.startswith(("mlp.", "momentum_mlp.")))
+        names = " and ".join(n for n in (ours, ours + "_ema") if n in heads)
+        notes.append(f"{theirs}: converted to {names}" + (f"; training state not kept: {', '.join(dropped)}"
+                                                            if dropped else ""))
+    return heads, notes
+
+
 def _fp16_res(rec) -> int:
     """``num_fp16_res`` of a G or D record (0 when absent)."""
     if not isinstance(rec, PersistentRecord):
@@ -437,7 +478,10 @@ def _fp16_res(rec) -> int:
 
 
 def convert(pkl: str | Path, out: str | Path) -> ImportResult:
-    """Convert a network pickle into our network file ``out`` (and ``<out>.heads.safetensors`` for heads)."""
+    """Convert a network pickle into our network file ``out``.
+
+    Records fakeclr has no class for are kept as raw tensors in ``<out>.extra.safetensors`` (with a note).
+    """
     from safetensors.torch import save_file
 
     from ..train.checkpoint import atomic_write, save_networks
@@ -459,26 +503,28 @@ def convert(pkl: str | Path, out: str | Path) -> ImportResult:
     if any(_fp16_res(data.get(n)) for n in ("G", "G_ema", "D", "D_ema")):
         notes.append("fp16 settings (num_fp16_res) are ignored: fakeclr computes in fp32, as the original does "
                      "with force_fp32")
+    heads, head_notes = build_heads(data)
+    nets.update(heads)
+    notes += head_notes
     save_networks(out, nets, meta=meta)
 
-    heads_path = None
-    head_tensors: dict[str, torch.Tensor] = {}
-    head_meta: dict[str, Any] = {}
+    extra_path = None
+    extra_tensors: dict[str, torch.Tensor] = {}
+    extra_meta: dict[str, Any] = {}
     for name, rec in data.items():
-        if name in nets or name in ("G", "G_ema", "D", "D_ema", "augment_pipe", "training_set_kwargs"):
+        if name in nets or name in _KNOWN_RECORDS or name in CONTRASTIVE_HEADS:
             continue
         if isinstance(rec, (PersistentRecord, ModuleRecord)):
             sd = record_state_dict(rec)
-            head_tensors.update({f"{name}.{k}": v.detach().contiguous() for k, v in sd.items()})
-            head_meta[name] = {"class": rec.class_name, "init_kwargs": _json_safe(getattr(rec, "init_kwargs", {})),
+            extra_tensors.update({f"{name}.{k}": v.detach().contiguous() for k, v in sd.items()})
+            extra_meta[name] = {"class": rec.class_name, "init_kwargs": _json_safe(getattr(rec, "init_kwargs", {})),
                                "tensors": sorted(sd)}
-    if head_tensors:
-        heads_path = out.with_name(out.name.removesuffix(".safetensors") + ".heads.safetensors")
-        header = json.dumps({"format": "fakeclr-raw-heads/1", "imported_from": pkl.name, "heads": head_meta})
-        atomic_write(heads_path, lambda tmp: save_file(head_tensors, tmp, metadata={"fakeclr": header}))
-        notes.append(f"{', '.join(head_meta)}: stored as raw tensors in {heads_path.name} (fakeclr has no module "
-                     "class registered for them in network files yet)")
+    if extra_tensors:
+        extra_path = out.with_name(out.name.removesuffix(".safetensors") + ".extra.safetensors")
+        header = json.dumps({"format": "fakeclr-raw-modules/1", "imported_from": pkl.name, "modules": extra_meta})
+        atomic_write(extra_path, lambda tmp: save_file(extra_tensors, tmp, metadata={"fakeclr": header}))
+        notes.append(f"{', '.join(extra_meta)}: unknown to fakeclr, stored as raw tensors in {extra_path.name}")
     for name in ("D", "D_ema"):
         if name in skipped:
             notes.append(f"{name}: skipped ({skipped[name]})")
-    return ImportResult(out, heads_path, {k: type(v).__name__ for k, v in nets.items()}, skipped, notes)
+    return ImportResult(out, extra_path, {k: type(v).__name__ for k, v in nets.items()}, skipped, notes)
