@@ -17,17 +17,26 @@ from ..errors import UserError
 from ..images import make_grid, save_grid, save_png, to_uint8
 
 
+def expand_ranges(text: str, named: dict[str, range] | None = None) -> list[int]:
+    """``"0-3,7"`` -> ``[0, 1, 2, 3, 7]`` in the given order; ``named`` maps words to ranges. ``ValueError`` if
+    a part is neither an integer, a range ``a-b`` nor a known word."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if named and part in named:
+            out.extend(named[part])
+        elif "-" in part:
+            lo, hi = part.split("-", 1)
+            out.extend(range(int(lo), int(hi) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
 def parse_seeds(text: str) -> list[int]:
     """``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``."""
-    seeds: list[int] = []
     try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part:
-                lo, hi = part.split("-", 1)
-                seeds.extend(range(int(lo), int(hi) + 1))
-            elif part:
-                seeds.append(int(part))
+        seeds = expand_ranges(text)
     except ValueError:
         raise UserError(f"--seeds '{text}' is not a list of integers or ranges such as 0-7,10.") from None
     if not seeds or min(seeds) < 0:

@@ -14,24 +14,16 @@ import torch
 
 from ..errors import UserError
 from ..images import make_grid
-from .generate import Psi, synthesize, ws_for_seeds
+from .generate import Psi, expand_ranges, synthesize, ws_for_seeds
 from .media import save_frame, zoom
 
 
 def parse_layers(text: str, num_ws: int) -> list[int]:
     """``"0-3"``, ``"4,5"``, ``"coarse"`` / ``"middle"`` / ``"fine"`` (thirds of ``num_ws``) -> sorted layer indices."""
-    named = {"coarse": (0, num_ws // 3), "middle": (num_ws // 3, 2 * num_ws // 3), "fine": (2 * num_ws // 3, num_ws)}
-    layers: set[int] = set()
+    named = {"coarse": range(0, num_ws // 3), "middle": range(num_ws // 3, 2 * num_ws // 3),
+             "fine": range(2 * num_ws // 3, num_ws)}
     try:
-        for part in text.split(","):
-            part = part.strip().lower()
-            if part in named:
-                layers.update(range(*named[part]))
-            elif "-" in part:
-                lo, hi = part.split("-", 1)
-                layers.update(range(int(lo), int(hi) + 1))
-            elif part:
-                layers.add(int(part))
+        layers = set(expand_ranges(text, named))
     except ValueError:
         raise UserError(f"--layers '{text}' is not a list of layer indices or ranges such as 0-3,6 "
                         "(or coarse, middle, fine).") from None
