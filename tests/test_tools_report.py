@@ -72,6 +72,8 @@ def test_best_run_per_metric_follows_its_direction(runs):
     assert rp.best_runs(loaded, "fid5k_full") == {0}          # lower is better: 60 < 65
     assert rp.best_runs(loaded, "precision") == {1}           # higher is better
     assert rp.higher_is_better("is50k") and rp.higher_is_better("recall") and not rp.higher_is_better("kid50k_full")
+    assert rp.higher_is_better("is500_mean") and rp.higher_is_better("pr500_3_full_precision")
+    assert not rp.higher_is_better("is5k_std") and not rp.higher_is_better("fid500_full")
     cells = rp.metric_cells(loaded, "fid5k_full")
     assert cells[0] == ("60 @ 4 kimg", True)
     assert cells[1] == ("65 @ 4 kimg (best 62 @ 2)", False)      # the run's own best snapshot, not bold

@@ -133,8 +133,11 @@ def metric_values(rec: dict[str, Any], default_name: str) -> dict[str, float]:
 
 
 def higher_is_better(name: str) -> bool:
-    """``True`` for metrics such as IS, precision/recall or diversity; ``False`` for FID, KID, PPL, ..."""
+    """``True`` for metrics such as IS, precision/recall or diversity; ``False`` for FID, KID, PPL, ... and for a
+    spread (``is5k_std``), which is no score."""
     n = name.lower()
+    if n.endswith("_std"):
+        return False
     return any(n == p or n.startswith(p + "_") or re.match(rf"{p}\d", n) for p in _HIGHER_BETTER) or "diversity" in n
 
 
