@@ -585,6 +585,48 @@ def _run_import(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- study
+def _add_study(sub) -> None:
+    from .tools.study import SCALES, STUDIES
+    p = sub.add_parser("study", help="the paper's comparisons (or your own) as one resumable command",
+                       description="Train every run of a study on every --data set and seed, evaluate each the same "
+                                   "way (FID/KID vs kimg, PPL, continuity, noise floor) and write DIR/study.json, "
+                                   "study.md and study.html. The same command again skips finished runs and "
+                                   "continues unfinished ones. Built-in studies: " +
+                                   "; ".join(f"{k}: {v.description}" for k, v in STUDIES.items()) + ".")
+    p.add_argument("study", metavar="NAME_OR_SPEC", help=f"{', '.join(STUDIES)}, or a .toml/.json file of runs: "
+                                                         "name -> fakeclr train options")
+    p.add_argument("--data", action="append", default=[], help="image folder, zip or 'lfw' (repeatable)")
+    p.add_argument("--outdir", required=True, help="study directory (run directories go to DIR/<data>/<run>-seed<k>)")
+    p.add_argument("--scale", default="cpu32", choices=list(SCALES),
+                   help="tiny (every code path in seconds), cpu32 (32 px, lfw-demo network; default), "
+                        "paper256 (fewshot256)")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds, e.g. 0-2 (default 0,1,2)")
+    p.add_argument("--kimg", type=float, help="training length of every run (default: the scale's)")
+    p.add_argument("--eval-every", type=float, help="kimg between FID/KID evaluation points and snapshots "
+                                                    "(default: the scale's)")
+    p.add_argument("--num-gen", type=int, help="generated images per FID/KID and PPL samples (default: the scale's)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once; the CPU threads are divided between them")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their fakeclr train arguments, then exit")
+    p.set_defaults(run=_run_study)
+
+
+def _run_study(args) -> int:
+    from .tools.generate import parse_seeds
+    from .tools.study import load_study, plan_study, run_study
+    study = load_study(args.study)
+    jobs = plan_study(study, args.data, args.outdir, args.scale, parse_seeds(args.seeds), args.kimg, args.num_gen,
+                      args.eval_every)
+    if args.dry_run:
+        for job in jobs:
+            print(f"{job.label}: fakeclr train {' '.join(job.train_args)}  (evaluated at kimg "
+                  f"{', '.join(f'{k:g}' for k in job.points)})")
+        return 0
+    record = run_study(study, jobs, args.outdir, args.jobs, args.device)
+    return 0 if all(r["status"] == "done" for r in record["runs"]) else 1
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fakeclr", description="Data-efficient GAN training with FakeCLR.")
@@ -600,6 +642,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_weights(sub)
     _add_continuity(sub)
     _add_neighbours(sub)
+    _add_study(sub)
     return parser
 
 

@@ -1,0 +1,256 @@
+"""`fakeclr study`: runs trained and evaluated the same way, resumable, failures isolated, summaries and claims
+checked against hand computations."""
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fakeclr.cli import main
+from fakeclr.errors import UserError
+from fakeclr.tools import study as st
+
+SPEC = """
+description = "two methods and a run that cannot start"
+subject = "fakeclr"
+
+[runs.ada]
+method = "ada"
+
+[runs.fakeclr]
+method = "fakeclr"
+queue_size = 8
+
+[runs.bad]
+gamma = -1
+"""
+ARGS = ["--scale", "tiny", "--data", "lfw", "--seeds", "0", "--kimg", "0.05", "--eval-every", "0.025",
+        "--num-gen", "16", "--jobs", "2"]
+
+
+def _inception_or_skip():
+    from fakeclr.metrics import load_inception
+    try:
+        load_inception("cpu")
+    except UserError as e:
+        pytest.skip(f"Inception unavailable (no cache and no PyPI): {e}")
+
+
+@pytest.fixture(scope="module")
+def spec_study(tmp_path_factory):
+    """A spec-file study (TOML) of two tiny runs and one whose options are invalid, run once for the module."""
+    _inception_or_skip()
+    root = tmp_path_factory.mktemp("study")
+    spec = root / "mine.toml"
+    spec.write_text(SPEC)
+    code = main(["study", str(spec), "--outdir", str(root / "out"), *ARGS])
+    return root, spec, code
+
+
+def _files(run_dir: Path) -> dict[str, float]:
+    return {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+
+
+def test_spec_study_evaluates_every_run_and_reports_the_failed_one(spec_study):
+    root, _, code = spec_study
+    assert code == 1                                      # one run failed: non-zero exit, the others finished
+    record = json.loads((root / "out" / "study.json").read_text())
+    by = {r["name"]: r for r in record["runs"]}
+    assert by["bad"]["status"] == "failed" and "--gamma must be non-negative" in by["bad"]["error"]
+    for name in ("ada", "fakeclr"):
+        r = by[name]
+        assert r["status"] == "done" and r["seed"] == 0 and r["data"] == "lfw" and r["kimg"] == 0.05
+        # Evaluation points 0.025 and 0.05 fall on the snapshots written when a batch of 8 crosses them.
+        assert [p["kimg"] for p in r["curve"]] == [0.032, 0.056]
+        m = r["metrics"]
+        assert {"fid16_full", "kid16_full", "ppl2_wend", "continuity_w_lpips", "noise_fid16_full",
+                "noise_kid16_full"} <= set(m)
+        assert m["fid16_full"] > 0 and m["noise_fid16_full"] > 0 and r["sec_per_kimg"] > 0
+        assert r["curve"][-1]["fid16_full"] == m["fid16_full"]
+        lines = (Path(r["run_dir"]) / "metric-fid16_full.jsonl").read_text().splitlines()
+        assert [json.loads(x)["kimg"] for x in lines] == [0.032, 0.056]
+    assert by["fakeclr"]["method"] == "fakeclr+preset"
+    cfg = json.loads((Path(by["fakeclr"]["run_dir"]) / "config.json").read_text())
+    assert cfg["contrastive"]["method"] == "fakeclr" and cfg["contrastive"]["queue_size"] == 8
+    assert cfg["preset"] == "tiny" and cfg["kimg"] == 0.05 and cfg["seed"] == 0
+    assert record["summary"]["lfw"]["ada"]["fid16_full"]["mean"] == by["ada"]["metrics"]["fid16_full"]
+    assert [c["other"] for c in record["claims"]] == ["ada"] * 3          # fakeclr vs ada on kid, fid, ppl
+    md = (root / "out" / "study.md").read_text()
+    assert "| fakeclr |" in md and "bad" in md and "fid_vs_kimg.png" in md
+    assert (root / "out" / "study-files" / "fid_vs_kimg.png").stat().st_size > 1000
+    html = (root / "out" / "study.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3                      # the curve and two sample grids
+
+
+def test_same_command_again_skips_finished_runs(spec_study, capsys):
+    root, spec, _ = spec_study
+    out = root / "out"
+    before = {d: _files(out / "lfw" / d) for d in ("ada-seed0", "fakeclr-seed0")}
+    start = time.time()
+    assert main(["study", str(spec), "--outdir", str(out), *ARGS]) == 1   # "bad" fails again, quickly
+    log = capsys.readouterr().out
+    assert time.time() - start < 60
+    assert log.count("finished before, skipped") == 2
+    assert {d: _files(out / "lfw" / d) for d in before} == before
+
+
+def test_interrupted_run_is_continued_and_equals_the_uninterrupted_one(spec_study, tmp_path, capsys):
+    root, spec, _ = spec_study
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    done = json.loads((out / "lfw" / "fakeclr-seed0" / "study-run.json").read_text())
+    # Kill "fakeclr" halfway: everything it wrote after its 0.032 kimg snapshot, and its evaluation, is gone.
+    run = out / "lfw" / "fakeclr-seed0"
+    final_net = (run / "network-snapshot-000000.056.safetensors").read_bytes()
+    for p in list(run.iterdir()):
+        if "000000.056" in p.name or p.name.startswith("metric-") or p.name == "study-run.json":
+            p.unlink()
+    untouched = _files(out / "lfw" / "ada-seed0")
+    main(["study", str(spec), "--outdir", str(out), *ARGS])
+    log = capsys.readouterr().out
+    assert "lfw/ada-seed0: finished before, skipped" in log
+    assert "resuming at kimg 0.032" in (run / "study.log").read_text()
+    assert _files(out / "lfw" / "ada-seed0") == untouched
+    again = json.loads((run / "study-run.json").read_text())
+    assert again["metrics"] == done["metrics"] and again["curve"] == done["curve"]
+    from safetensors.torch import load
+    a, b = load(final_net), load((run / "network-snapshot-000000.056.safetensors").read_bytes())
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_noise_floor_of_the_study_equals_an_independent_computation(spec_study):
+    from fakeclr.metrics import load_inception
+    from fakeclr.metrics.features import generator_features
+    from fakeclr.metrics.fid import fid_from_features
+    from fakeclr.metrics.inputs import load_generator
+    root, _, _ = spec_study
+    run = root / "out" / "lfw" / "ada-seed0"
+    rec = json.loads((run / "study-run.json").read_text())
+    G = load_generator(run / "network-snapshot-000000.056.safetensors")
+    net = load_inception("cpu")
+    a = generator_features(net.features, G, 16, 0, "cpu")
+    b = generator_features(net.features, G, 16, 1_000_003, "cpu")
+    assert rec["metrics"]["noise_fid16_full"] == pytest.approx(fid_from_features(a, b), rel=1e-6)
+
+
+def test_noise_floor_formulas():
+    """A shifted copy of a feature set: FID is the squared shift (same covariance); KID is the unbiased MMD^2 of
+    the cubic polynomial kernel on the whole sets, computed here directly."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(40, 6))
+    shift = np.array([0.3, -0.2, 0.0, 0.1, 0.5, 0.0])
+    b = a + shift
+    floor = st.noise_floor(a, b)
+    assert floor["fid"] == pytest.approx(float(shift @ shift), abs=1e-6)
+    k = lambda x, y: (x @ y.T / x.shape[1] + 1) ** 3
+    n = len(a)
+    kxx, kyy, kxy = k(b, b), k(a, a), k(b, a)
+    mmd = ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (n * (n - 1)) - 2 * kxy.mean()
+    assert floor["kid"] == pytest.approx(mmd, rel=1e-9)
+    assert st.noise_floor(a, a)["fid"] == pytest.approx(0.0, abs=1e-6)
+
+
+def _entry(name, seed, fid, kid, data="d", status="done", floor=None):
+    metrics = {"fid1k_full": fid, "kid1k_full": kid, "ppl_wend": 10.0 + seed}
+    if floor is not None:
+        metrics["noise_fid1k_full"] = floor
+    return {"name": name, "seed": seed, "data": data, "status": status, "metrics": metrics, "sec_per_kimg": 2.0}
+
+
+def test_summary_mean_and_sample_std_against_a_hand_computation():
+    entries = [_entry("a", 0, 1.0, 0.1), _entry("a", 1, 2.0, 0.2), _entry("a", 2, 4.0, 0.6),
+               _entry("a", 3, 100.0, 9.0, status="failed"), _entry("b", 0, 5.0, 0.5)]
+    s = st.summarise(entries)
+    fid = s["d"]["a"]["fid1k_full"]
+    # mean (1 + 2 + 4) / 3 = 7/3; sample variance ((4/3)^2 + (1/3)^2 + (5/3)^2) / 2 = 7/3
+    assert fid["n"] == 3 and fid["mean"] == pytest.approx(7 / 3) and fid["std"] == pytest.approx(math.sqrt(7 / 3))
+    assert s["d"]["a"]["kid1k_full"]["std"] == pytest.approx(math.sqrt(((0.1 - 0.3) ** 2 + 0.01 + 0.09) / 2))
+    assert s["d"]["b"]["fid1k_full"] == {"mean": 5.0, "std": None, "n": 1, "values": [5.0]}
+
+
+def test_claims_count_seeds_and_pair_them_by_seed():
+    entries = [_entry("fakeclr", 0, 10.0, 0.1, floor=2.0), _entry("fakeclr", 1, 30.0, 0.3, floor=4.0),
+               _entry("fakeclr", 2, 12.0, 0.1),
+               _entry("ada", 0, 20.0, 0.2, floor=6.0), _entry("ada", 1, 25.0, 0.1, floor=8.0)]
+    out = {(c["other"], c["metric"]): c for c in st.claims(entries, "fakeclr")}
+    fid = out[("ada", "fid1k_full")]
+    # Seeds 0 and 1 are in both: 10 < 20 yes, 30 < 25 no; differences -10 and +5; floors (2 + 4 + 6 + 8) / 4.
+    assert (fid["wins"], fid["seeds"]) == (1, 2)
+    assert fid["mean_diff"] == pytest.approx(-2.5) and fid["noise_floor"] == pytest.approx(5.0)
+    assert "1 of 2 seed(s)" in fid["text"]
+    kid = out[("ada", "kid1k_full")]
+    assert (kid["wins"], kid["mean_diff"]) == (1, pytest.approx(0.05))
+    assert out[("ada", "ppl_wend")]["wins"] == 0                    # equal PPL is not "lower"
+    assert st.claims(entries, None) == [] and st.claims(entries, "nobody") == []
+
+
+def test_plan_of_a_built_in_study():
+    jobs = st.plan_study(st.STUDIES["table2"], ["lfw", "/x/100-shot-obama"], "/out", "cpu32", [0, 1], kimg=20)
+    assert len(jobs) == 2 * 2 * 6
+    assert [j.label for j in jobs[:7]] == [f"lfw/{n}-seed0" for n in st.STUDIES["table2"].runs] + [
+        "100-shot-obama/ada-seed0"]
+    j = next(j for j in jobs if j.run == "insgen" and j.seed == 1 and j.data_name == "100-shot-obama")
+    assert j.points == [5.0, 10.0, 15.0, 20.0]
+    a = j.train_args
+    assert a[a.index("--preset") + 1] == "lfw-demo" and a[a.index("--resolution") + 1] == "32"
+    assert a[a.index("--method") + 1] == "insgen" and a[a.index("--aug") + 1] == "ada-linear"
+    assert a[a.index("--snap") + 1] == "5" and a[a.index("--seed") + 1] == "1"
+    assert str(j.run_dir) == "/out/100-shot-obama/insgen-seed1"
+    assert st.evaluation_points(0.05, 0.025) == [0.025, 0.05]
+    assert st.evaluation_points(10, 4) == [4, 8, 10]
+    assert st.option_args({"pl_weight": 5, "mirror": False, "cl-on-g": True}) == [
+        "--pl-weight", "5", "--no-mirror", "--cl-on-g"]
+
+
+def test_dry_run_lists_the_runs(capsys):
+    assert main(["study", "ablation", "--data", "lfw", "--outdir", "/tmp/x", "--seeds", "0", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(st.STUDIES["ablation"].runs)
+    assert any("queue200-forgetting-none-seed0" in ln and "--queue-size 200 --forgetting none" in ln for ln in out)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nope", "neither a built-in study"),
+    ("{not json", "not valid JSON"),
+    ('{"runs": {"a": {"kimg": 3}}}', "sets --kimg, which the study sets"),
+    ('{"runs": {"a b": {}}}', "must be letters"),
+    ('{"runs": {"a": {}}, "subject": "z"}', "subject 'z'"),
+    ("[1, 2]", "table of runs"),
+])
+def test_bad_specs_get_one_sentence(spec, message, tmp_path, capsys):
+    if spec != "nope":
+        (tmp_path / "s.json").write_text(spec)
+        spec = str(tmp_path / "s.json")
+    assert main(["study", spec, "--data", "lfw", "--outdir", str(tmp_path / "o"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_study_flags(tmp_path, capsys):
+    assert main(["study", "table2", "--outdir", str(tmp_path), "--dry-run"]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["study", "table2", "--data", "a/x", "--data", "b/x", "--outdir", str(tmp_path), "--dry-run"]) == 2
+    assert "share the name 'x'" in capsys.readouterr().err
+    assert main(["study", "table2", "--data", "lfw", "--outdir", str(tmp_path), "--num-gen", "1", "--dry-run"]) == 2
+    assert not (tmp_path / "lfw").exists()
+
+
+def test_built_in_table2_at_tiny_scale(tmp_path, capsys):
+    """The acceptance command: every method of Table 2 trains and is evaluated; again, nothing is retrained."""
+    _inception_or_skip()
+    args = ["study", "table2", "--scale", "tiny", "--data", "lfw", "--seeds", "0", "--kimg", "0.05",
+            "--num-gen", "64", "--outdir", str(tmp_path), "--jobs", "2"]
+    assert main(args) == 0
+    record = json.loads((tmp_path / "study.json").read_text())
+    assert [r["name"] for r in record["runs"]] == list(st.STUDIES["table2"].runs)
+    for r in record["runs"]:
+        assert r["status"] == "done" and r["metrics"]["fid64_full"] > 0 and r["metrics"]["kid64_full"] > -1
+    capsys.readouterr()
+    start = time.time()
+    assert main(args) == 0
+    assert time.time() - start < 30 and capsys.readouterr().out.count("finished before, skipped") == 6
