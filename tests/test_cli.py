@@ -14,7 +14,7 @@ TRAIN_FLAGS = {
     "--channels", "--subset", "--cond", "--skip-bad", "--seed", "--snap", "--tick", "--device", "--no-tensorboard",
     "--dry-run", "-h", "--help", "--method", "--perturbation", "--forgetting", "--queue-size", "--queue-sizer",
     "--cl-on-g", "--no-cl-on-g", "--lw-real", "--lw-fake", "--lw-fake-on-g", "--tau", "--tau-m", "--mixing",
-    "--real-in-fake-queue", "--reuse-forward", "--no-reuse-forward",
+    "--real-in-fake-queue", "--reuse-forward", "--no-reuse-forward", "--ada-kimg",
 }
 
 
@@ -28,6 +28,13 @@ def test_train_flags_are_frozen():
     assert TRAIN_FLAGS <= _flags("train"), TRAIN_FLAGS - _flags("train")
     assert {"--network", "--seeds", "--count", "--trunc", "--noise-mode", "--class", "--outdir", "--grid"} <= _flags("generate")
     assert {"--resolution", "--channels", "--subset", "--seed", "--skip-bad"} <= _flags("dataset")
+
+
+def test_ada_kimg_sets_the_speed_of_the_adaptive_p(capsys):
+    assert main(["train", "--preset", "tiny", "--ada-kimg", "4", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["augment"]["speed_kimg"] == 4.0
+    assert main(["train", "--preset", "tiny", "--ada-kimg", "-1", "--dry-run"]) == 2
+    assert "--ada-kimg must be positive" in capsys.readouterr().err
 
 
 def test_dry_run_resolves_auto_preset(capsys):

@@ -195,16 +195,23 @@ def test_plan_of_a_built_in_study():
     assert [j.label for j in jobs[:7]] == [f"lfw/{n}-seed0" for n in st.STUDIES["table2"].runs] + [
         "100-shot-obama/ada-seed0"]
     j = next(j for j in jobs if j.run == "insgen" and j.seed == 1 and j.data_name == "100-shot-obama")
-    assert j.points == [5.0, 10.0, 15.0, 20.0]
+    assert j.points == [10.0, 20.0]
     a = j.train_args
     assert a[a.index("--preset") + 1] == "lfw-demo" and a[a.index("--resolution") + 1] == "32"
     assert a[a.index("--method") + 1] == "insgen" and a[a.index("--aug") + 1] == "ada-linear"
-    assert a[a.index("--snap") + 1] == "5" and a[a.index("--seed") + 1] == "1"
+    assert a[a.index("--snap") + 1] == "10" and a[a.index("--seed") + 1] == "1"
+    assert a[a.index("--ada-kimg") + 1] == "4"                    # the scale's option, before the run's own
     assert str(j.run_dir) == "/out/100-shot-obama/insgen-seed1"
     assert st.evaluation_points(0.05, 0.025) == [0.025, 0.05]
     assert st.evaluation_points(10, 4) == [4, 8, 10]
     assert st.option_args({"pl_weight": 5, "mirror": False, "cl-on-g": True}) == [
         "--pl-weight", "5", "--no-mirror", "--cl-on-g"]
+
+
+def test_a_run_option_overrides_the_scales(tmp_path):
+    (tmp_path / "s.json").write_text('{"runs": {"slow": {"aug": "ada", "ada_kimg": 500}}}')
+    [job] = st.plan_study(st.load_study(str(tmp_path / "s.json")), ["lfw"], tmp_path, "cpu32", [0])
+    assert job.train_args.count("--ada-kimg") == 1 and job.train_args[job.train_args.index("--ada-kimg") + 1] == "500"
 
 
 def test_dry_run_lists_the_runs(capsys):

@@ -28,6 +28,8 @@ def _add_train(sub) -> None:
                                                          "diffaugment, apa, none")
     p.add_argument("--p", type=float, help="augmentation probability for --aug fixed (initial p otherwise)")
     p.add_argument("--target", type=float, help="ADA/APA target of E[sign(D(real))]; ADA-linear's final p")
+    p.add_argument("--ada-kimg", type=float, help="kimg for an adaptive p (--aug ada, apa) to move by 1 "
+                                                  "(StyleGAN2-ADA's ada_kimg; default 500)")
     p.add_argument("--augpipe", help="ADA pipeline preset: blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, bgcfn, bgcfnc")
     p.add_argument("--diffaugment", help="DiffAugment policy, e.g. color,translation,cutout")
     p.add_argument("--gamma", type=float, help="R1 regularisation weight")
@@ -96,7 +98,8 @@ def build_train_config(args, world_size: int = 1) -> TrainConfig:
     flags = {"kimg": (cfg, "kimg"), "batch": (cfg, "batch"), "seed": (cfg, "seed"), "snap": (cfg, "snapshot_kimg"),
              "tick": (cfg, "tick_kimg"), "ema_kimg": (cfg, "ema_kimg"), "gamma": (cfg.loss, "r1_gamma"),
              "pl_weight": (cfg.loss, "pl_weight"), "lr": (cfg.optim, "lr"), "aug": (cfg.augment, "kind"),
-             "p": (cfg.augment, "p"), "target": (cfg.augment, "target"), "augpipe": (cfg.augment, "pipe"),
+             "p": (cfg.augment, "p"), "target": (cfg.augment, "target"), "ada_kimg": (cfg.augment, "speed_kimg"),
+             "augpipe": (cfg.augment, "pipe"),
              "diffaugment": (cfg.augment, "diffaugment_policy")}
     if args.metrics is not None:
         from .metrics.registry import parse_metric_names

@@ -298,6 +298,8 @@ def validate(cfg: TrainConfig, world_size: int = 1) -> None:
         raise UserError(f"--pl-weight must be non-negative (got {cfg.loss.pl_weight}).")
     if not 0 <= cfg.augment.target <= 1:
         raise UserError(f"--target must lie in [0, 1] (got {cfg.augment.target}).")
+    if cfg.augment.speed_kimg <= 0:
+        raise UserError(f"--ada-kimg must be positive (got {cfg.augment.speed_kimg}).")
     if not 0 <= cfg.augment.p <= 1:
         raise UserError(f"--p must lie in [0, 1] (got {cfg.augment.p}).")
     if cfg.snapshot_kimg <= 0 or cfg.tick_kimg <= 0:

@@ -57,7 +57,8 @@ class Scale:
 
     ``kimg``: training length; ``eval_every``: kimg between evaluation points (also the snapshot interval, so a
     stopped run loses at most that much); ``num_gen``: generated images per FID/KID (and PPL samples);
-    ``continuity_paths``: interpolation paths of the continuity score.
+    ``continuity_paths``: interpolation paths of the continuity score; ``options``: ``fakeclr train`` options
+    of every run at this scale (a run's own options come after them and win).
     """
     preset: str
     resolution: int | None
@@ -65,6 +66,7 @@ class Scale:
     eval_every: float
     num_gen: int
     continuity_paths: int
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 SCALES: dict[str, Scale] = {
@@ -72,7 +74,11 @@ SCALES: dict[str, Scale] = {
     "tiny": Scale("tiny", 16, kimg=0.05, eval_every=0.05, num_gen=64, continuity_paths=8),
     # 32 px with the lfw-demo network (channels 64..32, batch 16, ADA-linear, mirror): about 30-40 sec/kimg per
     # run with one thread each on this 2-core machine (docs/results.md).
-    "cpu32": Scale("lfw-demo", 32, kimg=40.0, eval_every=5.0, num_gen=1000, continuity_paths=50),
+    # An adaptive p (ADA, APA) moves by at most batch * interval / (ada_kimg * 1000) per update: with
+    # StyleGAN2-ADA's ada_kimg = 500, p could not pass 0.08 in a 40-kimg run. 4 kimg lets it cross [0, 1] in a
+    # tenth of the run, as 500 kimg does in a few-thousand-kimg run (the ADA-linear schedule scales by itself).
+    "cpu32": Scale("lfw-demo", 32, kimg=40.0, eval_every=10.0, num_gen=1000, continuity_paths=50,
+                   options={"ada-kimg": 4}),
     # The paper's few-shot setting (256 px, batch 64): a GPU job.
     "paper256": Scale("fewshot256", 256, kimg=10000.0, eval_every=500.0, num_gen=5000, continuity_paths=50),
 }
@@ -279,7 +285,8 @@ def plan_study(study: Study, datas: list[str], outdir: str | Path, scale: str = 
                         "--kimg", f"{kimg:g}", "--snap", f"{min(every, kimg):g}", "--no-tensorboard"]
                 if sc.resolution is not None:
                     args += ["--resolution", str(sc.resolution)]
-                jobs.append(Job(run, source, dname, seed, run_dir, args + option_args(options), kimg,
+                merged = {**{_flag(k): v for k, v in sc.options.items()}, **{_flag(k): v for k, v in options.items()}}
+                jobs.append(Job(run, source, dname, seed, run_dir, args + option_args(merged), kimg,
                                 evaluation_points(kimg, every), num_gen, sc.continuity_paths))
     return jobs
 
