@@ -4,8 +4,10 @@ import json
 import os
 import signal
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from fakeclr.config import preset_config
 from fakeclr.errors import UserError
@@ -72,6 +74,10 @@ def test_run_directory_contents(tmp_path):
     names = sorted(os.listdir(tmp_path))
     assert "config.json" in names and "reals.png" in names and "stats.jsonl" in names
     assert "fakes000000.png" in names and "fakes000000.048.png" in names
+    # The final grid again, each pixel 8 x 8 (64 images of 16 px: 128 px wide -> about 1024 px).
+    last = np.asarray(Image.open(tmp_path / "fakes000000.048.png"))
+    big = np.asarray(Image.open(tmp_path / "fakes-final.png"))
+    assert big.shape == (1024, 1024) and np.array_equal(big[3::8, 5::8], last) and np.array_equal(big[::8, ::8], last)
     assert out["network"].name == "network-snapshot-000000.048.safetensors"
     assert any(n.startswith("events.out.tfevents") for n in names)
     records = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]

@@ -48,8 +48,17 @@ def save_png(array: np.ndarray, path: str | os.PathLike) -> None:
 
 
 def save_grid(img: torch.Tensor, path: str | os.PathLike, cols: int | None = None,
-              drange: tuple[float, float] = (-1.0, 1.0)) -> None:
-    """Save ``[N, C, H, W]`` (float in ``drange`` or uint8) as one PNG grid."""
+              drange: tuple[float, float] = (-1.0, 1.0), zoom: int = 1) -> None:
+    """Save ``[N, C, H, W]`` (float in ``drange`` or uint8) as one PNG grid, each pixel ``zoom`` x ``zoom``
+    (nearest neighbour, for small images that a person could not judge at their size)."""
     if img.dtype != torch.uint8:
         img = to_uint8(img, drange)
-    save_png(make_grid(img, cols), path)
+    grid = make_grid(img, cols)
+    if zoom > 1:
+        grid = grid.repeat(zoom, axis=0).repeat(zoom, axis=1)
+    save_png(grid, path)
+
+
+def readable_zoom(width: int, target: int = 1024) -> int:
+    """The integer zoom that brings a grid ``width`` px wide to about ``target`` px (at least 1)."""
+    return max(1, target // max(1, width))

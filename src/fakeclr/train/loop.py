@@ -25,7 +25,7 @@ from .. import dist
 from ..config import TrainConfig, validate
 from ..data import open_dataset
 from ..errors import UserError
-from ..images import save_grid
+from ..images import readable_zoom, save_grid
 from ..nn import Discriminator, Generator
 from . import checkpoint as ckpt
 from ..contrastive.method import ContrastiveMethod
@@ -366,7 +366,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
                 tick_start_nimg = cur_nimg
             if done or stopping or cur_nimg // snap_nimg != (cur_nimg - cfg.batch) // snap_nimg:
                 if rank == 0:
-                    save_grid(_sample_grid(G_ema, grid_z, grid_c, batch), run_dir / f"fakes{ckpt.kimg_tag(cur_nimg)}.png")
+                    grid = _sample_grid(G_ema, grid_z, grid_c, batch)
+                    save_grid(grid, run_dir / f"fakes{ckpt.kimg_tag(cur_nimg)}.png")
+                    if cur_nimg >= total_nimg:  # the end of the run: the same grid enlarged, to be looked at
+                        zoom = readable_zoom(grid.shape[-1] * math.ceil(math.sqrt(len(grid))))
+                        save_grid(grid, run_dir / "fakes-final.png", zoom=zoom)
                 save_checkpoint()
             if stopping:
                 monitor.close()
