@@ -434,9 +434,10 @@ def _snapshot_at(snaps: list[tuple[float, Path]], kimg: float) -> tuple[float, P
                     "the run did not reach it.")
 
 
-def _recorded(run_dir: Path) -> dict[tuple[str, str], dict[str, float]]:
-    """Study results already in ``metric-*.jsonl``: ``{(snapshot file, metric): results}``."""
-    out = {}
+def _recorded(run_dir: Path) -> tuple[dict[tuple[str, str], dict[str, float]], float]:
+    """Study results already in ``metric-*.jsonl``: ``{(snapshot file, metric): results}``, and the seconds
+    they took to compute in all."""
+    out, seconds = {}, 0.0
     for path in Path(run_dir).glob("metric-*.jsonl"):
         for line in path.read_text().splitlines():
             try:
@@ -445,7 +446,8 @@ def _recorded(run_dir: Path) -> dict[tuple[str, str], dict[str, float]]:
                 continue
             if rec.get("study") and rec.get("snapshot"):
                 out[(rec["snapshot"], rec["metric"])] = rec["results"]
-    return out
+                seconds += float(rec.get("total_time") or 0.0)
+    return out, seconds
 
 
 def noise_floor(gen_a, gen_b, seed: int = 0) -> dict[str, float]:
@@ -472,7 +474,7 @@ def evaluate_run(run_dir: str | Path, points: list[float], num_gen: int, continu
     snaps = snapshots(run_dir)
     if not snaps:
         raise UserError(f"{run_dir} holds no network snapshot; train the run first.")
-    done = _recorded(run_dir)
+    done, _ = _recorded(run_dir)
     fid_l, kid_l = metric_label("fid5k_full", num_gen), metric_label("kid5k_full", num_gen)
     dataset, curve, final = None, [], {}
 
@@ -512,7 +514,7 @@ def evaluate_run(run_dir: str | Path, points: list[float], num_gen: int, continu
         curve.append({"kimg": kimg, fid_l: results[fid_l], kid_l: results[kid_l]})
     run = load_run(run_dir)
     return {"status": "done", "metrics": final, "curve": curve, "final_kimg": curve[-1]["kimg"],
-            "sec_per_kimg": run.sec_per_kimg, "train_time_s": run.time_s,
+            "sec_per_kimg": run.sec_per_kimg, "train_time_s": run.time_s, "eval_time_s": _recorded(run_dir)[1],
             "fakes": run.fakes.name if run.fakes else None}
 
 
@@ -614,10 +616,13 @@ def study_record(study: Study, jobs: list[Job], results: list[dict[str, Any]]) -
                         "seed": job.seed, "kimg": job.kimg, "run_dir": str(job.run_dir),
                         "status": res.get("status", "failed"), "error": res.get("error"),
                         "sec_per_kimg": res.get("sec_per_kimg"), "train_time_s": res.get("train_time_s"),
+                        "eval_time_s": res.get("eval_time_s"),
                         "metrics": res.get("metrics", {}), "curve": res.get("curve", []),
                         "fakes": res.get("fakes")})
+    times = [(e["train_time_s"] or 0.0) + (e["eval_time_s"] or 0.0) for e in entries if e["status"] == "done"]
     return {"study": study.name, "description": study.description, "subject": study.subject, "paper": study.paper,
             "runs_spec": study.runs, "runs": entries, "summary": summarise(entries),
+            "compute_s": sum(times),  # training + evaluation seconds of the finished runs, added up
             "claims": claims(entries, study.subject),
             "written": time.strftime("%Y-%m-%d %H:%M:%S")}
 
@@ -744,7 +749,9 @@ def write_study(record: dict[str, Any], outdir: str | Path) -> dict[str, Path]:
              f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>",
              f"<p class='muted'>{len(record['runs'])} run(s), written {e(record['written'])} by "
              "<code>fakeclr study</code></p>", f"<p>{e(note)}</p>"]
-    md = [f"# {title}", "", f"{len(record['runs'])} run(s), written {record['written']} by `fakeclr study`.", "", note, ""]
+    hours = record.get("compute_s", 0.0) / 3600
+    md = [f"# {title}", "", f"{len(record['runs'])} run(s), written {record['written']} by `fakeclr study`; training "
+          f"and evaluation of the finished runs took {hours:.1f} process-hours.", "", note, ""]
     for data, header, rows in tables:
         parts += [f"<h2>{e(data)}</h2>", _html_table(header, rows)]
         md += [f"## {data}", "", _md_table(header, rows), ""]
