@@ -695,7 +695,7 @@ def _curve_plot(record: dict[str, Any], path: Path) -> Path | None:
             ax.plot(kimgs, mean, marker="o", markersize=3, color=f"C{idx % 10}", label=f"{name} (n={len(curves)})")
             if len(curves) > 1:
                 ax.fill_between(kimgs, [min(v) for v in vals], [max(v) for v in vals], color=f"C{idx % 10}", alpha=0.15)
-        ax.set_title(f"{data}: {key} vs kimg (mean over seeds, band = min..max)")
+        ax.set_title(f"{data}: {key}\n(mean over seeds; band: lowest to highest seed)", fontsize=10)
         ax.set_xlabel("kimg")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
