@@ -176,15 +176,17 @@ def test_summary_mean_and_sample_std_against_a_hand_computation():
 def test_claims_count_seeds_and_pair_them_by_seed():
     entries = [_entry("fakeclr", 0, 10.0, 0.1, floor=2.0), _entry("fakeclr", 1, 30.0, 0.3, floor=4.0),
                _entry("fakeclr", 2, 12.0, 0.1),
-               _entry("ada", 0, 20.0, 0.2, floor=6.0), _entry("ada", 1, 25.0, 0.1, floor=8.0)]
+               _entry("ada", 0, 20.0, 0.2, floor=6.0), _entry("ada", 1, 25.0, 0.1, floor=8.0),
+               _entry("ada", 2, 40.0, 0.05), _entry("ada", 3, 1.0, 0.0)]
     out = {(c["other"], c["metric"]): c for c in st.claims(entries, "fakeclr")}
     fid = out[("ada", "fid1k_full")]
-    # Seeds 0 and 1 are in both: 10 < 20 yes, 30 < 25 no; differences -10 and +5; floors (2 + 4 + 6 + 8) / 4.
-    assert (fid["wins"], fid["seeds"]) == (1, 2)
-    assert fid["mean_diff"] == pytest.approx(-2.5) and fid["noise_floor"] == pytest.approx(5.0)
-    assert "1 of 2 seed(s)" in fid["text"]
+    # Seeds 0-2 are in both (3 only in ada): 10 < 20 yes, 30 < 25 no, 12 < 40 yes; differences -10, +5, -28;
+    # floors (2 + 4 + 6 + 8) / 4.
+    assert (fid["wins"], fid["seeds"]) == (2, 3)
+    assert fid["mean_diff"] == pytest.approx(-11.0) and fid["noise_floor"] == pytest.approx(5.0)
+    assert "2 of 3 seed(s)" in fid["text"]
     kid = out[("ada", "kid1k_full")]
-    assert (kid["wins"], kid["mean_diff"]) == (1, pytest.approx(0.05))
+    assert (kid["wins"], kid["mean_diff"]) == (1, pytest.approx(0.05))   # 0.1<0.2; (-0.1 + 0.2 + 0.05) / 3
     assert out[("ada", "ppl_wend")]["wins"] == 0                    # equal PPL is not "lower"
     assert st.claims(entries, None) == [] and st.claims(entries, "nobody") == []
 
