@@ -55,8 +55,9 @@ __all__ = ["Scale", "SCALES", "Study", "STUDIES", "load_study", "plan_study", "r
 class Scale:
     """How big every run of a study is: a ``fakeclr train`` preset and the study's defaults for it.
 
-    ``kimg``: training length; ``eval_every``: kimg between evaluation points (also the snapshot interval, so a
-    stopped run loses at most that much); ``num_gen``: generated images per FID/KID (and PPL samples);
+    ``kimg``: training length; ``eval_every``: kimg between evaluation points; ``snap``: kimg between snapshots
+    (at most ``eval_every``), so a run stopped without warning loses at most that much; ``num_gen``:
+    generated images per FID/KID (and PPL samples);
     ``continuity_paths``: interpolation paths of the continuity score; ``options``: ``fakeclr train`` options
     of every run at this scale (a run's own options come after them and win).
     """
@@ -66,21 +67,23 @@ class Scale:
     eval_every: float
     num_gen: int
     continuity_paths: int
+    snap: float
     options: dict[str, Any] = field(default_factory=dict)
 
 
 SCALES: dict[str, Scale] = {
     # Every code path in seconds (tests): 16 px, a few iterations, final evaluation only.
-    "tiny": Scale("tiny", 16, kimg=0.05, eval_every=0.05, num_gen=64, continuity_paths=8),
+    "tiny": Scale("tiny", 16, kimg=0.05, eval_every=0.05, num_gen=64, continuity_paths=8, snap=0.025),
     # 32 px with the lfw-demo network (channels 64..32, batch 16, ADA-linear, mirror): about 30-40 sec/kimg per
     # run with one thread each on this 2-core machine (docs/results.md).
     # An adaptive p (ADA, APA) moves by at most batch * interval / (ada_kimg * 1000) per update: with
     # StyleGAN2-ADA's ada_kimg = 500, p could not pass 0.08 in a 40-kimg run. 4 kimg lets it cross [0, 1] in a
     # tenth of the run, as 500 kimg does in a few-thousand-kimg run (the ADA-linear schedule scales by itself).
-    "cpu32": Scale("lfw-demo", 32, kimg=40.0, eval_every=10.0, num_gen=1000, continuity_paths=50,
+    "cpu32": Scale("lfw-demo", 32, kimg=40.0, eval_every=10.0, num_gen=1000, continuity_paths=50, snap=5.0,
                    options={"ada-kimg": 4}),
     # The paper's few-shot setting (256 px, batch 64): a GPU job.
-    "paper256": Scale("fewshot256", 256, kimg=10000.0, eval_every=500.0, num_gen=5000, continuity_paths=50),
+    "paper256": Scale("fewshot256", 256, kimg=10000.0, eval_every=500.0, num_gen=5000, continuity_paths=50,
+                      snap=100.0),
 }
 
 
@@ -123,7 +126,8 @@ STUDIES: dict[str, Study] = {
         "queue200-forgetting-official": {"method": "fakeclr", "queue-size": 200, "forgetting": "official", **_LINEAR},
         "queue200-forgetting-none": {"method": "fakeclr", "queue-size": 200, "forgetting": "none", **_LINEAR},
     }, subject="fakeclr"),
-    "table3": Study("table3", "supplementary Table 3: path-length weight 2 / 5 / 10 (FakeCLR with a fixed queue of 200)", {
+    "table3": Study("table3", "supplementary Table 3: path-length weight 2 / 5 / 10 "
+                              "(FakeCLR with a fixed queue of 200)", {
         **{f"insgen-pl{w}": {"method": "insgen", "pl-weight": w, **_LINEAR} for w in (2, 5, 10)},
         **{f"fakeclr-pl{w}": {"method": "fakeclr", "pl-weight": w, "queue-size": 200, **_LINEAR} for w in (2, 5, 10)},
     }, subject="fakeclr-pl2", paper="table3"),
@@ -286,7 +290,7 @@ def plan_study(study: Study, datas: list[str], outdir: str | Path, scale: str = 
             for run, options in study.runs.items():
                 run_dir = outdir / dname / f"{run}-seed{seed}"
                 args = ["--preset", sc.preset, "--data", source, "--outdir", str(run_dir), "--seed", str(seed),
-                        "--kimg", f"{kimg:g}", "--snap", f"{min(every, kimg):g}", "--no-tensorboard"]
+                        "--kimg", f"{kimg:g}", "--snap", f"{min(every, kimg, sc.snap):g}", "--no-tensorboard"]
                 if sc.resolution is not None:
                     args += ["--resolution", str(sc.resolution)]
                 merged = {**{_flag(k): v for k, v in sc.options.items()}, **{_flag(k): v for k, v in options.items()}}
@@ -686,7 +690,8 @@ def _curve_plot(record: dict[str, Any], path: Path) -> Path | None:
     datas = sorted({e["data"] for e in done})
     fig, axes = plt.subplots(1, len(datas), figsize=(6 * len(datas), 4), squeeze=False)
     for ax, data in zip(axes[0], datas):
-        for idx, name in enumerate(n for n in record["runs_spec"] if any(e["name"] == n and e["data"] == data for e in done)):
+        names = [n for n in record["runs_spec"] if any(e["name"] == n and e["data"] == data for e in done)]
+        for idx, name in enumerate(names):
             curves = [e["curve"] for e in done if e["name"] == name and e["data"] == data]
             key = next(k for k in curves[0][0] if k.startswith("fid"))
             kimgs = [p["kimg"] for p in curves[0]]
@@ -712,8 +717,8 @@ def _grids(record: dict[str, Any]) -> list[tuple[str, Path]]:
     out = []
     for data in sorted({e["data"] for e in record["runs"]}):
         for name in record["runs_spec"]:
-            runs = sorted((e for e in record["runs"] if e["data"] == data and e["name"] == name and e["status"] == "done"
-                           and e.get("fakes")), key=lambda e: e["seed"])
+            runs = sorted((e for e in record["runs"] if e["data"] == data and e["name"] == name
+                           and e["status"] == "done" and e.get("fakes")), key=lambda e: e["seed"])
             if runs:
                 e = runs[0]
                 out.append((f"{data} / {name}, seed {e['seed']}, {e['kimg']:g} kimg", Path(e["run_dir"]) / e["fakes"]))
@@ -767,7 +772,8 @@ def write_study(record: dict[str, Any], outdir: str | Path) -> dict[str, Path]:
         md += ["## FID vs kimg", "", f"![FID vs kimg](study-files/{plot.name})", ""]
     if grids:
         parts.append("<h2>Final samples</h2><div class='samples'>" + "".join(
-            f"<figure><img alt='{e(c)}' src='{_data_uri(p)}'><figcaption>{e(c)}</figcaption></figure>" for c, p in grids)
+            f"<figure><img alt='{e(c)}' src='{_data_uri(p)}'><figcaption>{e(c)}</figcaption></figure>"
+            for c, p in grids)
             + "</div>")
         md += ["## Final samples", ""] + [f"![{c}](study-files/{p.name})  \n{c}\n" for c, p in grids]
     parts.append("</body></html>")
