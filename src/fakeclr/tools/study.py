@@ -315,11 +315,8 @@ def _finished(job: Job) -> dict[str, Any] | None:
 
 
 def _run_job(job: Job, device: str, threads: int, log) -> dict[str, Any]:
-    """Train (or continue) and evaluate one run in a child process; its study-run.json, or a failure record."""
-    done = _finished(job)
-    if done is not None:
-        log(f"{job.label}: finished before, skipped")
-        return done
+    """Train (or continue) and evaluate one unfinished run in a child process; its study-run.json, or a failure
+    record."""
     job.run_dir.mkdir(parents=True, exist_ok=True)
     (job.run_dir / "study-job.json").write_text(json.dumps(dict(dataclasses.asdict(job), run_dir=str(job.run_dir),
                                                                 device=device), indent=1) + "\n")
@@ -378,7 +375,11 @@ def run_study(study: Study, jobs: list[Job], outdir: str | Path, n_jobs: int = 1
     def work(index: int) -> None:
         with lock:
             k = next(counter)
-        results[index] = _run_job(jobs[index], device, threads, lambda m: log(f"({k}/{total}) {m}"))
+        skipped = _finished(jobs[index])
+        results[index] = skipped or _run_job(jobs[index], device, threads, lambda m: log(f"({k}/{total}) {m}"))
+        if skipped:
+            log(f"({k}/{total}) {jobs[index].label}: finished before, skipped")
+            return
         with lock:  # the study files are rewritten as runs finish, so a long study can be read while it runs
             write_study(study_record(study, jobs, results), outdir)
 
