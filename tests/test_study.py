@@ -223,6 +223,19 @@ def test_dry_run_lists_the_runs(capsys):
     assert any("queue200-forgetting-none-seed0" in ln and "--queue-size 200 --forgetting none" in ln for ln in out)
 
 
+def test_runs_flag_selects_a_subset_in_the_same_directories(capsys):
+    argv = ["study", "table2", "--data", "lfw", "--outdir", "/tmp/x", "--seeds", "0", "--dry-run"]
+    assert main(argv + ["--runs", "fakeclr, ada-linear"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [ln.split(":")[0] for ln in out] == ["lfw/ada-linear-seed0", "lfw/fakeclr-seed0"]   # the study's order
+    sub = st.select_runs(st.STUDIES["table2"], ["ada", "insgen"])
+    assert sub.subject is None and sub.paper == "table2" and list(sub.runs) == ["ada", "insgen"]
+    assert st.select_runs(st.STUDIES["table2"], ["fakeclr"]).subject == "fakeclr"
+    assert main(argv + ["--runs", "fakeclr,adaa"]) == 2
+    err = capsys.readouterr().err
+    assert "--runs: 'adaa' is not a run of study table2" in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("spec, message", [
     ("nope", "neither a built-in study"),
     ("{not json", "not valid JSON"),

@@ -604,6 +604,7 @@ def _add_study(sub) -> None:
     p.add_argument("--scale", default="cpu32", choices=list(SCALES),
                    help="tiny (every code path in seconds), cpu32 (32 px, lfw-demo network; default), "
                         "paper256 (fewshot256)")
+    p.add_argument("--runs", help="only these runs of the study, comma-separated (e.g. ada-linear,insgen,fakeclr)")
     p.add_argument("--seeds", default="0,1,2", help="training seeds, e.g. 0-2 (default 0,1,2)")
     p.add_argument("--kimg", type=float, help="training length of every run (default: the scale's)")
     p.add_argument("--eval-every", type=float, help="kimg between FID/KID evaluation points and snapshots "
@@ -617,8 +618,10 @@ def _add_study(sub) -> None:
 
 def _run_study(args) -> int:
     from .tools.generate import parse_seeds
-    from .tools.study import load_study, plan_study, run_study
+    from .tools.study import load_study, plan_study, run_study, select_runs
     study = load_study(args.study)
+    if args.runs:
+        study = select_runs(study, [r.strip() for r in args.runs.split(",") if r.strip()])
     jobs = plan_study(study, args.data, args.outdir, args.scale, parse_seeds(args.seeds), args.kimg, args.num_gen,
                       args.eval_every)
     if args.dry_run:

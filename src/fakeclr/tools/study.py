@@ -46,7 +46,7 @@ from typing import Any
 
 from ..errors import UserError
 
-__all__ = ["Scale", "SCALES", "Study", "STUDIES", "load_study", "plan_study", "run_study", "evaluate_run",
+__all__ = ["Scale", "SCALES", "Study", "STUDIES", "load_study", "select_runs", "plan_study", "run_study", "evaluate_run",
            "summarise", "claims", "noise_floor", "write_study"]
 
 
@@ -204,6 +204,17 @@ def load_study(name_or_spec: str) -> Study:
     if subject is not None and subject not in runs:
         raise UserError(f"subject '{subject}' in {path} is not one of its runs ({', '.join(runs)}).")
     return Study(path.stem, str(spec.get("description", f"runs of {path.name}")), runs, subject=subject)
+
+
+def select_runs(study: Study, names: list[str]) -> Study:
+    """``study`` with only the runs ``names`` (in the study's order); the same run directories, so a subset run
+    now is skipped when the whole study runs later. The subject stays only if it is among them."""
+    unknown = [n for n in names if n not in study.runs]
+    if unknown:
+        raise UserError(f"--runs: '{unknown[0]}' is not a run of study {study.name} "
+                        f"({', '.join(study.runs)}); give a comma-separated list of those names.")
+    runs = {k: v for k, v in study.runs.items() if k in names}
+    return dataclasses.replace(study, runs=runs, subject=study.subject if study.subject in runs else None)
 
 
 def _flag(key: str) -> str:
