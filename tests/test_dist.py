@@ -30,6 +30,17 @@ def test_two_process_gloo_training(tmp_path, method):
     assert names <= set(ranks[0])
     for name in names:
         assert ranks[0][name] == ranks[1][name], f"{name} differs between ranks"
+    # NCCL takes CUDA tensors only: every collective must go through fakeclr/dist.py, which moves its tensors to
+    # the backend's device (a CPU tensor handed straight to torch.distributed stops an NCCL run).
+    for r in ranks:
+        calls = r["collectives"]
+        assert {"all_reduce", "all_gather_object", "broadcast"} <= {c["op"] for c in calls}
+        if method == "fakeclr":
+            assert "all_gather" in {c["op"] for c in calls}                   # the queues' keys
+        for c in calls:
+            assert Path(c["caller"]).as_posix().endswith("fakeclr/dist.py"), c
+            assert all(d == c["expected"] for d in c["devices"]), c
+            assert c["devices"] or c["op"].endswith(("_object", "_object_list")), c
     states = sorted(p.name for p in tmp_path.glob("training-state-*.pt"))
     assert states == ["training-state-000000.032.pt", "training-state-000000.064.pt"]
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
@@ -44,3 +55,46 @@ def test_batch_not_divisible_by_processes(tmp_path):
     cfg.batch = 6
     with pytest.raises(UserError, match=r"--batch 6 is not divisible by the number of processes \(4\)"):
         validate(cfg, world_size=4)
+
+
+def test_backend_device_is_the_current_cuda_device_under_nccl(monkeypatch):
+    import torch
+    from fakeclr import dist
+    assert dist.backend_device() == torch.device("cpu")                      # not distributed
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist.dist, "get_backend", lambda *a: "gloo")
+    assert dist.backend_device() == torch.device("cpu")
+    monkeypatch.setattr(dist.dist, "get_backend", lambda *a: "nccl")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    assert dist.backend_device() == torch.device("cuda", 3)
+
+
+def test_collectives_return_in_place_on_the_callers_tensor(monkeypatch):
+    """A two-process group faked in one process: every rank holds the same tensor, so a sum doubles it."""
+    import torch
+    from fakeclr import dist
+    seen = []
+
+    def fake_all_reduce(t, op=None):
+        seen.append(t.is_contiguous())
+        t.mul_(2)
+
+    def fake_all_gather(out, t):
+        for o in out:
+            o.copy_(t)
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "world_size", lambda: 2)
+    monkeypatch.setattr(dist.dist, "get_backend", lambda *a: "gloo")
+    monkeypatch.setattr(dist.dist, "all_reduce", fake_all_reduce)
+    monkeypatch.setattr(dist.dist, "all_gather", fake_all_gather)
+    base = torch.arange(6.0).reshape(2, 3)
+    col = base[:, 1]                                                          # a strided view
+    assert dist.all_reduce_sum(col) is col and seen == [True]
+    assert base.tolist() == [[0, 2, 2], [3, 8, 5]]                            # summed into the caller's storage
+    x = torch.arange(4.0).reshape(2, 2).t()
+    assert dist.all_gather_cat(x).tolist() == [[0, 2], [1, 3], [0, 2], [1, 3]]
+    m = torch.nn.Linear(2, 1)
+    m.weight.grad = torch.ones_like(m.weight)
+    dist.average_gradients(m.parameters())                                    # bias has no gradient: left out
+    assert m.weight.grad.tolist() == [[1.0, 1.0]] and m.bias.grad is None

@@ -4,12 +4,15 @@ Launch with ``torchrun --nproc_per_node N -m fakeclr train ...`` (or the ``fakec
 :func:`init` which joins the process group named by torchrun's environment (gloo on CPU, nccl on CUDA).
 Gradients are averaged explicitly per phase (:func:`average_gradients`), which keeps lazy regularisation and
 parameters unused in a phase simple (no DDP wrapper, no unused-parameter detection).
+
+This module is the only place that calls ``torch.distributed``'s collectives: each one moves its tensors to
+:func:`backend_device` (NCCL takes CUDA tensors only, gloo CPU ones) and returns results on the caller's device.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 import torch.distributed as dist
@@ -44,25 +47,55 @@ def init(device_type: str) -> torch.device:
     return torch.device(device_type)
 
 
+def backend_device() -> torch.device:
+    """The device the process group takes tensors on: the current CUDA device for NCCL (which accepts CUDA
+    tensors only), the CPU for gloo. Every collective below moves its tensors there and the result back, so no
+    caller needs to know the backend."""
+    if is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _on_backend(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself when it is already contiguous on the backend's device, else a copy there."""
+    device = backend_device()
+    return t if t.device == device and t.is_contiguous() else t.to(device).contiguous()
+
+
 def barrier() -> None:
     if is_initialized():
         dist.barrier()
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum of ``t`` over processes (in place; ``t`` itself when not distributed)."""
+    """Sum of ``t`` over processes, in place (``t`` itself is returned, on its own device; unchanged when not
+    distributed)."""
     if is_initialized():
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        b = _on_backend(t)
+        dist.all_reduce(b, op=dist.ReduceOp.SUM)
+        if b is not t:
+            t.copy_(b)
     return t
 
 
 def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
-    """``[N, ...]`` per process -> ``[world * N, ...]`` in rank order (no gradient)."""
+    """``[N, ...]`` per process -> ``[world * N, ...]`` in rank order, on ``t``'s device (no gradient)."""
     if not is_initialized():
         return t
-    out = [torch.empty_like(t) for _ in range(world_size())]
-    dist.all_gather(out, t.contiguous())
-    return torch.cat(out)
+    b = _on_backend(t.detach())
+    out = [torch.empty_like(b) for _ in range(world_size())]
+    dist.all_gather(out, b)
+    return torch.cat(out).to(t.device)
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """``[obj of rank 0, obj of rank 1, ...]`` (picklable objects; ``[obj]`` when not distributed). The backend
+    moves the pickled bytes itself (to the current CUDA device for NCCL, which :func:`init` sets)."""
+    if not is_initialized():
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
@@ -71,8 +104,7 @@ def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     params = [p for p in params if p.requires_grad and p.grad is not None]
     if not is_initialized() or not params:
         return
-    flat = torch.cat([p.grad.flatten() for p in params])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat = all_reduce_sum(torch.cat([p.grad.flatten() for p in params]))
     flat /= world_size()
     offset = 0
     for p in params:
@@ -86,7 +118,10 @@ def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
     if not is_initialized():
         return
     for t in list(module.parameters()) + list(module.buffers()):
-        dist.broadcast(t.data, src=src)
+        b = _on_backend(t.data)
+        dist.broadcast(b, src=src)
+        if b is not t.data:
+            t.data.copy_(b)
 
 
 def average_buffers(module: torch.nn.Module, suffix: str) -> None:
@@ -99,7 +134,7 @@ def average_buffers(module: torch.nn.Module, suffix: str) -> None:
         return
     for name, b in module.named_buffers():
         if name.endswith(suffix):
-            dist.all_reduce(b, op=dist.ReduceOp.SUM)
+            all_reduce_sum(b)
             b /= world_size()
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.distributed as dist
+from .. import dist
 
 __all__ = ["PController", "AdaptiveP", "LinearP", "FixedP"]
 
@@ -77,11 +77,7 @@ class PController:
         """Mean of the accumulated signs over the interval (all ranks), then reset. ``None`` if nothing observed."""
         total = torch.as_tensor(self._sign_sum, dtype=torch.float64)   # on the logits' device once observed
         stats = torch.stack([total, torch.full_like(total, float(self._sign_count))])
-        if dist.is_available() and dist.is_initialized():
-            device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-            stats = stats.to(device)
-            dist.all_reduce(stats)
-        total, count = stats.tolist()
+        total, count = dist.all_reduce_sum(stats).tolist()
         self._sign_sum, self._sign_count = 0.0, 0
         if count > 0:
             self.mean_sign = total / count

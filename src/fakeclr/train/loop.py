@@ -386,10 +386,8 @@ def _gather_states(t: torch.Tensor | dict) -> dict[str, Any]:
     """Per-rank state (RNG, sampler) collected for the checkpoint as ``{rank: state}``."""
     if not dist.is_initialized():
         return {"0": t}
-    import torch.distributed as tdist
-    out: list = [None] * dist.world_size()
     # Tensors travel as numpy arrays: gloo's object gather aborts at exit when it pickled torch storages.
-    tdist.all_gather_object(out, _map_tensors(t, lambda x: x.cpu().numpy()))
+    out = dist.all_gather_object(_map_tensors(t, lambda x: x.cpu().numpy()))
     return {str(r): _map_tensors(s, torch.from_numpy, np.ndarray) for r, s in enumerate(out)}
 
 

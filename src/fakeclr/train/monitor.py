@@ -58,12 +58,8 @@ class Monitor:
     def tick(self, cur_nimg: int, tick_start_nimg: int, extra: dict[str, float]) -> dict[str, float]:
         """Average the tick's statistics over processes, print a status line and write them. Returns the record."""
         names = sorted(self.sums)
-        if dist.is_initialized():
-            # Every rank must reduce the same names in the same order: gather the union first.
-            import torch.distributed as tdist
-            all_names: list[list[str]] = [None] * dist.world_size()  # type: ignore[list-item]
-            tdist.all_gather_object(all_names, names)
-            names = sorted(set().union(*all_names))
+        # Every rank must reduce the same names in the same order: gather the union first.
+        names = sorted(set().union(*dist.all_gather_object(names)))
         buf = torch.tensor([self.sums.get(n, [0.0, 0.0]) for n in names], dtype=torch.float64).reshape(-1, 2)
         dist.all_reduce_sum(buf)
         means = {n: float(s / c) for n, (s, c) in zip(names, buf.tolist()) if c > 0}
