@@ -22,6 +22,11 @@ def _add_train(sub) -> None:
     p.add_argument("--preset", default="lfw-demo", choices=list(PRESETS), help="named configuration (default: lfw-demo)")
     p.add_argument("--outdir", default="runs/demo", help="run directory (default: runs/demo)")
     p.add_argument("--resume", help="training-state-*.pt file or run directory to continue from")
+    p.add_argument("--init", metavar="NETWORK", help="start a new run from a pretrained network: a fakeclr "
+                   "network-snapshot-*.safetensors or a StyleGAN2-ADA / InsGen / FakeCLR .pkl (its architecture "
+                   "and weights; kimg, optimizers and queues start fresh)")
+    p.add_argument("--freeze-d", type=int, help="FreezeD: keep D's first N layers from the top resolution fixed "
+                                                "(StyleGAN2-ADA's --freezed count; default 0)")
     p.add_argument("--kimg", type=float, help="training length in thousands of real images")
     p.add_argument("--batch", type=int, help="total batch size over all processes")
     p.add_argument("--aug", choices=AUGMENTATIONS, help="augmentation: ada (adaptive p), ada-linear, fixed (needs --p), "
@@ -97,7 +102,7 @@ def build_train_config(args, world_size: int = 1) -> TrainConfig:
             resolve_auto(cfg, d.resolution, world_size)
     flags = {"kimg": (cfg, "kimg"), "batch": (cfg, "batch"), "seed": (cfg, "seed"), "snap": (cfg, "snapshot_kimg"),
              "tick": (cfg, "tick_kimg"), "ema_kimg": (cfg, "ema_kimg"), "gamma": (cfg.loss, "r1_gamma"),
-             "pl_weight": (cfg.loss, "pl_weight"), "lr": (cfg.optim, "lr"), "aug": (cfg.augment, "kind"),
+             "pl_weight": (cfg.loss, "pl_weight"), "lr": (cfg.optim, "lr"), "freeze_d": (cfg.optim, "freeze_d"), "aug": (cfg.augment, "kind"),
              "p": (cfg.augment, "p"), "target": (cfg.augment, "target"), "ada_kimg": (cfg.augment, "speed_kimg"),
              "augpipe": (cfg.augment, "pipe"),
              "diffaugment": (cfg.augment, "diffaugment_policy")}
@@ -119,6 +124,9 @@ def build_train_config(args, world_size: int = 1) -> TrainConfig:
             setattr(obj, field, getattr(args, flag))
     if cfg.augment.kind == "fixed" and args.p is None:
         raise UserError("--aug fixed needs --p (the constant augmentation probability).")
+    if getattr(args, "init", None):
+        from .tools.finetune import apply_init, resolve_init
+        apply_init(cfg, resolve_init(args.init, None if args.dry_run else args.outdir))
     validate(cfg, world_size)
     return cfg
 

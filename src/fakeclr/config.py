@@ -62,6 +62,21 @@ class OptimConfig:
     beta1: float = 0.0
     beta2: float = 0.99
     eps: float = 1e-8
+    freeze_d: int = 0              # FreezeD (Mo et al. 2020): D's first N layers from the top resolution stay fixed,
+                                   # counted as StyleGAN2-ADA's --freezed (fromrgb, conv0, conv1, skip per block)
+
+
+@dataclass
+class InitConfig:
+    """Where a fine-tuning run's weights came from (``fakeclr train --init``); empty for a run from scratch.
+
+    ``G`` and ``D`` are the constructor configs read from that file, so the architecture always matches it and a
+    resumed run rebuilds it without the file."""
+    source: str | None = None       # the file given to --init (a fakeclr network file or a network pickle)
+    sha256: str | None = None       # of that file
+    network: str | None = None      # the fakeclr network file the weights are loaded from (a converted pickle)
+    G: dict[str, Any] | None = None
+    D: dict[str, Any] | None = None
 
 
 @dataclass
@@ -141,6 +156,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    init: InitConfig = field(default_factory=InitConfig)
     kimg: float = 25000.0          # training length, thousands of real images shown to D
     batch: int = 32                # total over all processes
     ema_kimg: float = 10.0         # half-life of G_ema, kimg
@@ -178,7 +194,8 @@ def _from_dict(cls, d: dict[str, Any]):
 
 _DATACLASS_FIELDS = {("TrainConfig", "data"): DataConfig, ("TrainConfig", "network"): NetworkConfig,
                      ("TrainConfig", "loss"): LossConfig, ("TrainConfig", "optim"): OptimConfig,
-                     ("TrainConfig", "augment"): AugmentConfig, ("TrainConfig", "contrastive"): ContrastiveConfig}
+                     ("TrainConfig", "augment"): AugmentConfig, ("TrainConfig", "contrastive"): ContrastiveConfig,
+                     ("TrainConfig", "init"): InitConfig}
 
 
 # ---------------------------------------------------------------------------------------------------- presets
@@ -304,6 +321,8 @@ def validate(cfg: TrainConfig, world_size: int = 1) -> None:
         raise UserError(f"--p must lie in [0, 1] (got {cfg.augment.p}).")
     if cfg.snapshot_kimg <= 0 or cfg.tick_kimg <= 0:
         raise UserError("--snap and the tick interval must be positive.")
+    if cfg.optim.freeze_d < 0:
+        raise UserError(f"--freeze-d must be non-negative (got {cfg.optim.freeze_d}).")
     validate_contrastive(cfg.contrastive)
 
 

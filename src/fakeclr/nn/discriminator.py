@@ -71,6 +71,31 @@ class Discriminator(torch.nn.Module):
         """Constructor arguments (JSON-serialisable); ``Discriminator(**D.config)`` builds the same architecture."""
         return dict(self._config)
 
+    def layer_names(self) -> list[str]:
+        """The blocks' layers from the top resolution down, in StyleGAN2-ADA's count for ``--freezed``: ``fromrgb``
+        (top block only), ``conv0``, ``conv1``, ``skip`` per block; the epilogue and the label mapping are not
+        counted (they are never frozen)."""
+        names = []
+        for res in self.block_resolutions:
+            block = getattr(self, f"b{res}")
+            names += [f"b{res}.{n}" for n in ("fromrgb", "conv0", "conv1", "skip") if hasattr(block, n)]
+        return names
+
+    def freeze_layers(self, n: int) -> list[str]:
+        """FreezeD (Mo et al. 2020): the first ``n`` of :meth:`layer_names` keep their weights. Their parameters
+        become buffers of the same name, so they get no gradient and no optimizer state, and state dicts (and
+        checkpoints) keep their layout. Returns the frozen layers."""
+        layers = self.layer_names()
+        if not 0 <= n <= len(layers):
+            raise UserError(f"--freeze-d {n}: this discriminator has {len(layers)} freezable layers at "
+                            f"{self.img_resolution} px ({layers[0]} ... {layers[-1]}); use 0 to {len(layers)}.")
+        for name in layers[:n]:
+            layer = self.get_submodule(name)
+            for pname, param in list(layer.named_parameters(recurse=False)):
+                delattr(layer, pname)
+                layer.register_buffer(pname, param.detach())
+        return layers[:n]
+
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None, return_features: bool = False):
         """Score images.
 

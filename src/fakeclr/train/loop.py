@@ -90,13 +90,37 @@ class RealSampler:
 
 
 def build_networks(cfg: TrainConfig, c_dim: int) -> tuple[Generator, Discriminator]:
-    """G and D for a resolved config (``cfg.data.resolution`` and ``channels`` set)."""
+    """G and D for a resolved config (``cfg.data.resolution`` and ``channels`` set): the architecture of the
+    ``--init`` file when there is one (``cfg.init``), else the config's network options."""
+    if cfg.init.G is not None:
+        return Generator(**cfg.init.G), Discriminator(**cfg.init.D)
     n = cfg.network
     common = dict(c_dim=c_dim, img_resolution=cfg.data.resolution, img_channels=cfg.data.channels,
                   channel_base=n.channel_base, channel_max=n.channel_max, conv_clamp=n.conv_clamp)
     G = Generator(z_dim=n.z_dim, w_dim=n.w_dim, mapping_layers=n.mapping_layers, **common)
     D = Discriminator(mbstd_group_size=n.mbstd_group_size, **common)
     return G, D
+
+
+def networks_for_run(cfg: TrainConfig, c_dim: int, device: torch.device | str = "cpu", load_init: bool = True):
+    """``G, D, G_ema`` of a run on ``device`` (G and D in train mode), and the ``--init`` networks they were
+    loaded from (``None`` for a run from scratch, or when ``load_init`` is false because a state follows)."""
+    G, D = build_networks(cfg, c_dim)
+    init = None
+    if cfg.init.network is not None:
+        check_init_fits(cfg, c_dim)
+        if load_init:
+            init = ckpt.load_networks(cfg.init.network)
+            if "D" not in init or not {"G", "G_ema"} & set(init):
+                raise UserError(f"--init {cfg.init.source} holds {', '.join(init)}; fine-tuning needs a generator "
+                                "and D.")
+            G.load_state_dict(init.get("G", init.get("G_ema")).state_dict())
+            D.load_state_dict(init["D"].state_dict())
+    G, D = G.to(device).train(), D.to(device).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    if init is not None and "G_ema" in init:
+        G_ema.load_state_dict(init["G_ema"].state_dict())
+    return G, D, G_ema, init
 
 
 def make_optimizer(modules: list[torch.nn.Module], cfg: TrainConfig, interval: int) -> torch.optim.Adam:
@@ -226,9 +250,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
 
     # ---------------------------------------------------------------- networks, terms, phases
     torch.manual_seed(cfg.seed)
-    G, D = build_networks(cfg, c_dim)
-    G, D = G.to(device).train(), D.to(device).train()
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    G, D, G_ema, init = networks_for_run(cfg, c_dim, device, load_init=state is None)
+    frozen = D.freeze_layers(cfg.optim.freeze_d)
     augmentation = Augmentation.from_config(cfg.augment, cfg.kimg).to(device)
     terms = stylegan2_terms(cfg.loss.r1_gamma, cfg.loss.pl_weight, cfg.loss.pl_batch_shrink, cfg.loss.pl_decay)
     method = ContrastiveMethod(cfg.contrastive, D, data.num_raw, cfg.data.mirror, int(round(cfg.kimg * 1000))).to(device)
@@ -257,6 +280,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
         _set_rng_state(_rank_state(state["rng"], rank), device)
         cur_nimg, iteration = int(state["progress"]["cur_nimg"]), int(state["progress"]["iteration"])
     else:
+        loaded = _load_init_heads(init, method) if init is not None else []
         for module in (G, D, G_ema, *method.modules.values()):
             dist.broadcast_module(module)
 
@@ -278,6 +302,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
               f"{'resuming at kimg ' + format(cur_nimg / 1000, 'g') if state else 'starting'}; "
               f"G {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M, D {sum(p.numel() for p in D.parameters()) / 1e6:.2f}M params.",
               file=stream, flush=True)
+        if init is not None:
+            print(f"Initialised from {cfg.init.source}: {', '.join(['G', 'G_ema', 'D'] + loaded)} "
+                  "(kimg 0; optimizers, queues and augmentation start fresh).", file=stream, flush=True)
+        if frozen:
+            print(f"FreezeD: {len(frozen)} D layer(s) fixed ({frozen[0]} ... {frozen[-1]}).", file=stream, flush=True)
     monitor = Monitor(run_dir if rank == 0 else None, cfg.kimg, tensorboard=tensorboard, stream=stream)
     tick_start_nimg = cur_nimg
     last = {"cur_nimg": cur_nimg, "iterations": iteration, "state": resume, "network": None}
@@ -449,10 +478,43 @@ def _random_labels(data, n: int, c_dim: int, device) -> torch.Tensor:
 _CONTINUABLE = {"kimg", "tick_kimg", "snapshot_kimg", "metrics", "metrics_num_gen"}
 
 
+def check_init_fits(cfg: TrainConfig, c_dim: int) -> None:
+    """One sentence when the ``--init`` network cannot train on this data (resolution, channels, labels)."""
+    g, src = cfg.init.G, cfg.init.source
+    if g["img_resolution"] != cfg.data.resolution:
+        raise UserError(f"--init {src} is a {g['img_resolution']} px network but the data are trained at "
+                        f"{cfg.data.resolution} px; --resolution must match the network (--resolution "
+                        f"{g['img_resolution']}).")
+    if g["img_channels"] != cfg.data.channels:
+        raise UserError(f"--init {src} makes {g['img_channels']}-channel images but the data have "
+                        f"{cfg.data.channels}; pass --channels {g['img_channels']} or use a network of "
+                        f"{cfg.data.channels} channel(s).")
+    if g["c_dim"] > 0 and c_dim == 0:
+        raise UserError(f"--init {src} is a conditional network ({g['c_dim']} classes) but the data are unlabelled; "
+                        "train with --cond on data with dataset.json labels, or use an unconditional network.")
+    if g["c_dim"] == 0 and c_dim > 0:
+        raise UserError(f"--init {src} is an unconditional network but --cond asks for {c_dim} labels; drop "
+                        "--cond or use a conditional network.")
+    if g["c_dim"] != c_dim:
+        raise UserError(f"--init {src} is conditioned on {g['c_dim']} labels but the data have {c_dim}; use a "
+                        "network trained with the same labels.")
+
+
+def _load_init_heads(init: dict[str, torch.nn.Module], method) -> list[str]:
+    """Load the method's contrastive modules (heads, their momentum copies, ``D_ema``) that the ``--init`` file
+    holds; the others keep their fresh start (``D_ema`` a copy of the loaded D). Returns the loaded names."""
+    loaded = []
+    for name, module in method.modules.items():
+        if name in init and hasattr(module, "config"):
+            ckpt.load_state_dict_checked(module, init[name].state_dict(), f"--init network '{name}'")
+            loaded.append(name)
+    return loaded
+
+
 def _check_resumable(saved: TrainConfig, new: TrainConfig, path) -> None:
     a, b = saved.to_dict(), new.to_dict()
     for key in sorted(set(a) | set(b)):
-        if key in _CONTINUABLE or key == "data":
+        if key in _CONTINUABLE or key in ("data", "init"):   # init: where the run began, kept from the state
             continue
         if a.get(key) != b.get(key):
             raise UserError(f"Checkpoint {path} was trained with different settings ({key}: {a.get(key)} there, "
