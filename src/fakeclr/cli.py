@@ -403,6 +403,7 @@ def _add_tools(sub) -> None:
     _add_project(sub)
     _add_report(sub)
     _add_import(sub)
+    _add_export(sub)
 
 
 def _add_network_flags(p) -> None:
@@ -593,6 +594,48 @@ def _run_import(args) -> int:
     print(f"{res.network}: {', '.join(f'{k} ({v})' for k, v in res.nets.items())}")
     for note in res.notes:
         print(f"note: {note}")
+    return 0
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="the generator as ONNX and/or TorchScript (z -> image, or w -> image)",
+                       description="Write the generator from z (and c) to images, or with --synthesis the synthesis "
+                                   "network from w, as an ONNX model and/or a TorchScript module with a dynamic batch "
+                                   "size; each file is then run on batches of 1 and 5 and compared with PyTorch. "
+                                   "Images are float32 NCHW in [-1, 1]. ONNX needs pip install 'fakeclr[export]'.")
+    p.add_argument("network", metavar="NETWORK", help="network-snapshot-*.safetensors")
+    p.add_argument("--onnx", metavar="G.onnx", help="write an ONNX model here")
+    p.add_argument("--torchscript", metavar="G.pt", help="write a TorchScript module here")
+    p.add_argument("--synthesis", action="store_true", help="export the synthesis network alone (input ws)")
+    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi toward w_avg (default 1 = off)")
+    p.add_argument("--trunc-cutoff", type=int, help="apply --trunc to the first N layers only")
+    p.add_argument("--noise-mode", default="const", choices=("const", "random", "none"),
+                   help="per-pixel noise inside the graph (default const)")
+    p.add_argument("--net", default="G_ema", choices=("G_ema", "G"), help="which generator (default G_ema)")
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args) -> int:
+    from .tools.export import ONNX_TOLERANCE, check_export, export_module
+    from .train.checkpoint import load_networks
+    targets = [(fmt, path) for fmt, path in (("onnx", args.onnx), ("torchscript", args.torchscript)) if path]
+    if not targets:
+        raise UserError("Say what to write: --onnx G.onnx and/or --torchscript G.pt.")
+    G = load_networks(args.network, (args.net,))[args.net]
+    for fmt, path in targets:
+        module = export_module(G, path, fmt, synthesis=args.synthesis, truncation_psi=args.trunc,
+                               truncation_cutoff=args.trunc_cutoff, noise_mode=args.noise_mode)
+        checks = check_export(module, G, path, fmt, args.synthesis)
+        shapes = ", ".join(f"batch {c.batch} -> {list(c.shape)}" for c in checks)
+        if args.noise_mode == "random":
+            print(f"{path}: {fmt}, {shapes} (random noise: outputs not compared)")
+            continue
+        worst = max(c.max_abs_diff for c in checks)
+        print(f"{path}: {fmt}, {shapes}; max |difference| to PyTorch {worst:.2g} (tolerance {ONNX_TOLERANCE:g})")
+        if worst > ONNX_TOLERANCE:
+            print(f"fakeclr: error: {path} differs from PyTorch by {worst:.3g} (> {ONNX_TOLERANCE:g}); this is "
+                  "a bug, please report it with the network's config.", file=sys.stderr)
+            return 1
     return 0
 
 
