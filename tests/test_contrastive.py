@@ -207,12 +207,21 @@ def _flatten(obj, prefix=""):
     return {prefix: obj}
 
 
-def test_generated_sizer_resizes_queue_during_training(tmp_path):
-    cfg = _tiny("fakeclr", kimg=0.064, queue_sizer="generated", queue_min=2)
-    train(cfg, tmp_path, tensorboard=False)
+def test_generated_sizer_resizes_queue_during_training(tmp_path, monkeypatch):
+    """The fakes are shown to the sizer as identical (diversity 0), so the ratio follows 0.9 ** ticks and the
+    queue must shrink tick by tick to round(base * 0.9 ** t), bounded below by queue_min."""
     import json
+    from fakeclr.contrastive import diversity
+    observe = diversity.QueueSizer.observe
+    monkeypatch.setattr(diversity.QueueSizer, "observe",
+                        lambda self, fake, real: observe(self, fake[:1].expand_as(fake), real))
+    cfg = _tiny("fakeclr", kimg=0.064, queue_sizer="generated", queue_min=2)
+    cfg.data.mirror = True                        # base 10: no size lands on a rounding tie
+    out = train(cfg, tmp_path, tensorboard=False)
     sizes = [json.loads(line)["fake_queue_size"] for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
-    assert all(2 <= s <= 10 for s in sizes)       # lfw-100 mirrored: the dataset rule gives 10
+    base = diversity.dataset_queue_size(100, cfg.data.mirror)
+    assert sizes == [max(2, round(base * 0.9 ** t)) for t in range(1, len(sizes) + 1)]
+    assert sizes[-1] < base and out["nets"]["fake_queue"].size == sizes[-1]
 
 
 def test_real_in_fake_queue_configs():
