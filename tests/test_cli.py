@@ -14,7 +14,7 @@ TRAIN_FLAGS = {
     "--channels", "--subset", "--cond", "--skip-bad", "--seed", "--snap", "--tick", "--device", "--no-tensorboard",
     "--dry-run", "-h", "--help", "--method", "--perturbation", "--forgetting", "--queue-size", "--queue-sizer",
     "--cl-on-g", "--no-cl-on-g", "--lw-real", "--lw-fake", "--lw-fake-on-g", "--tau", "--tau-m", "--mixing",
-    "--real-in-fake-queue", "--reuse-forward", "--no-reuse-forward", "--ada-kimg", "--init", "--freeze-d",
+    "--real-in-fake-queue", "--reuse-forward", "--no-reuse-forward", "--ada-kimg", "--init", "--freeze-d", "--fp16-res", "--nhwc", "--no-nhwc",
 }
 
 

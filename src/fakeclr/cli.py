@@ -43,6 +43,11 @@ def _add_train(sub) -> None:
     p.add_argument("--ema-kimg", type=float, help="half-life of G_ema in kimg")
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None, help="add x-flipped copies of the data")
     p.add_argument("--resolution", type=int, help="training resolution (a power of two)")
+    p.add_argument("--fp16-res", type=int, help="mixed precision: the N highest resolutions of G and D in fp16 on "
+                                                "CUDA, with conv clamp 256 (StyleGAN2-ADA; default 4 in the GPU "
+                                                "presets, 0 in tiny and lfw-demo; CPU runs stay fp32)")
+    p.add_argument("--nhwc", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last activations in the fp16 blocks (StyleGAN2-ADA's --nhwc)")
     p.add_argument("--channels", type=int, choices=(1, 3), help="image channels")
     p.add_argument("--subset", type=float, help="use a fixed subset: a count (>= 1) or a fraction (< 1)")
     p.add_argument("--cond", action="store_true", help="condition on the labels of dataset.json")
@@ -102,7 +107,8 @@ def build_train_config(args, world_size: int = 1) -> TrainConfig:
             resolve_auto(cfg, d.resolution, world_size)
     flags = {"kimg": (cfg, "kimg"), "batch": (cfg, "batch"), "seed": (cfg, "seed"), "snap": (cfg, "snapshot_kimg"),
              "tick": (cfg, "tick_kimg"), "ema_kimg": (cfg, "ema_kimg"), "gamma": (cfg.loss, "r1_gamma"),
-             "pl_weight": (cfg.loss, "pl_weight"), "lr": (cfg.optim, "lr"), "freeze_d": (cfg.optim, "freeze_d"), "aug": (cfg.augment, "kind"),
+             "pl_weight": (cfg.loss, "pl_weight"), "lr": (cfg.optim, "lr"), "freeze_d": (cfg.optim, "freeze_d"),
+             "fp16_res": (cfg.network, "num_fp16_res"), "nhwc": (cfg.network, "fp16_channels_last"), "aug": (cfg.augment, "kind"),
              "p": (cfg.augment, "p"), "target": (cfg.augment, "target"), "ada_kimg": (cfg.augment, "speed_kimg"),
              "augpipe": (cfg.augment, "pipe"),
              "diffaugment": (cfg.augment, "diffaugment_policy")}
@@ -124,6 +130,9 @@ def build_train_config(args, world_size: int = 1) -> TrainConfig:
             setattr(obj, field, getattr(args, flag))
     if cfg.augment.kind == "fixed" and args.p is None:
         raise UserError("--aug fixed needs --p (the constant augmentation probability).")
+    if args.fp16_res is not None and d.resolution is not None:
+        from .nn.generator import check_num_fp16_res
+        check_num_fp16_res(args.fp16_res, d.resolution)
     if getattr(args, "init", None):
         from .tools.finetune import apply_init, resolve_init
         apply_init(cfg, resolve_init(args.init, None if args.dry_run else args.outdir))

@@ -43,6 +43,9 @@ class NetworkConfig:
     channel_max: int = 512
     conv_clamp: int | None = 256
     mbstd_group_size: int = 4
+    num_fp16_res: int = 0          # mixed precision (StyleGAN2-ADA): the N highest resolutions of G and D in fp16 on
+                                   # CUDA; capped at the network's resolution count (4x4 and 8x8 stay fp32)
+    fp16_channels_last: bool = False   # channels-last activations in those blocks (StyleGAN2-ADA's --nhwc)
 
 
 @dataclass
@@ -224,7 +227,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # FakeCLR's few-shot setting [FakeCLR]: paper256 [ADA] + mirror + ADA-linear + FakeCLR, 256x256.
     "fewshot256": dict(
         data=dict(resolution=256, mirror=True),
-        network=dict(mapping_layers=8, channel_base=16384, channel_max=512, mbstd_group_size=8),
+        network=dict(mapping_layers=8, channel_base=16384, channel_max=512, mbstd_group_size=8, num_fp16_res=4),
         loss=dict(r1_gamma=1.0),
         augment=dict(kind="ada-linear", target=0.6),
         contrastive=dict(method="fakeclr"),
@@ -233,7 +236,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # [ADA] paper256: mb 64, mbstd 8, fmaps 0.5, lr 0.0025, gamma 1, ema 20, no ramp-up, mapping 8.
     "paper256": dict(
         data=dict(resolution=256),
-        network=dict(mapping_layers=8, channel_base=16384, channel_max=512, mbstd_group_size=8),
+        network=dict(mapping_layers=8, channel_base=16384, channel_max=512, mbstd_group_size=8, num_fp16_res=4),
         loss=dict(r1_gamma=1.0),
         augment=dict(kind="ada", target=0.6),
         kimg=25000.0, batch=64, ema_kimg=20.0, ema_rampup=None, tick_kimg=4.0, snapshot_kimg=200.0,
@@ -242,14 +245,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (ADA also switches D to the 'orig' architecture; fakeclr has the ResNet D only.)
     "cifar": dict(
         data=dict(resolution=32),
-        network=dict(mapping_layers=2, channel_base=32768, channel_max=512, mbstd_group_size=32),
+        network=dict(mapping_layers=2, channel_base=32768, channel_max=512, mbstd_group_size=32, num_fp16_res=4),
         loss=dict(r1_gamma=0.01, pl_weight=0.0, style_mixing_prob=0.0),
         augment=dict(kind="ada", target=0.6),
         kimg=100000.0, batch=64, ema_kimg=500.0, ema_rampup=0.05, tick_kimg=4.0, snapshot_kimg=200.0,
     ),
     # [ADA] auto: batch, mbstd, fmaps, lr, gamma and EMA follow the resolution and process count (resolve_auto).
     "auto": dict(
-        network=dict(mapping_layers=2),
+        network=dict(mapping_layers=2, num_fp16_res=4),
         kimg=25000.0, ema_rampup=0.05, tick_kimg=4.0, snapshot_kimg=200.0,
     ),
 }

@@ -1,4 +1,5 @@
-"""StyleGAN2 discriminator, config F with residual blocks [SG2, Fig. 7c], fp32.
+"""StyleGAN2 discriminator, config F with residual blocks [SG2, Fig. 7c]; fp32, or mixed precision in the
+``num_fp16_res`` highest resolutions on CUDA (:mod:`fakeclr.nn.precision`; the epilogue stays fp32).
 
 Blocks ``b{R}, ..., b8`` halve the resolution down to 4x4; the epilogue ``b4`` turns the 4x4 features into a logit.
 The 4x4 features (the epilogue's input) are what FakeCLR / InsGen contrastive heads read, so ``forward`` can
@@ -13,7 +14,8 @@ from typing import Any
 import torch
 
 from ..errors import UserError
-from .generator import _check_resolution, channels_per_resolution
+from .generator import _check_resolution, channels_per_resolution, check_num_fp16_res
+from .precision import fp16_resolution
 from .layers import DEFAULT_FILTER, DiscriminatorBlock, DiscriminatorEpilogue, MappingNetwork
 
 __all__ = ["Discriminator"]
@@ -33,6 +35,7 @@ class Discriminator(torch.nn.Module):
         cmap_dim: size of the mapped label for the projection head (``None``: channels at 4x4).
         conv_clamp: clamp conv outputs to ``+-conv_clamp`` (``None``: off).
         mapping_layers: depth of the label mapping MLP (used only when ``c_dim > 0``).
+        num_fp16_res, fp16_channels_last: mixed precision of the highest resolutions, as in :class:`Generator`.
 
     ``D.config`` holds these arguments as a JSON-able dict; ``D.feature_channels`` is the channel count of the
     4x4 features returned with ``return_features=True``.
@@ -40,15 +43,19 @@ class Discriminator(torch.nn.Module):
 
     def __init__(self, c_dim: int = 0, img_resolution: int = 256, img_channels: int = 3, channel_base: int = 32768,
                  channel_max: int = 512, mbstd_group_size: int | None = 4, mbstd_num_channels: int = 1,
-                 cmap_dim: int | None = None, conv_clamp: float | None = 256, mapping_layers: int = 8):
+                 cmap_dim: int | None = None, conv_clamp: float | None = 256, mapping_layers: int = 8,
+                 num_fp16_res: int = 0, fp16_channels_last: bool = False):
         super().__init__()
         log2 = _check_resolution(img_resolution, "Discriminator")
+        check_num_fp16_res(num_fp16_res, img_resolution)
+        fp16_res = fp16_resolution(img_resolution, num_fp16_res)
         if c_dim < 0 or img_channels < 1 or mbstd_num_channels < 0:
             raise UserError("Discriminator: c_dim and mbstd_num_channels must be >= 0 and img_channels >= 1.")
         self._config = dict(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels,
                             channel_base=channel_base, channel_max=channel_max, mbstd_group_size=mbstd_group_size,
                             mbstd_num_channels=mbstd_num_channels, cmap_dim=cmap_dim, conv_clamp=conv_clamp,
-                            mapping_layers=mapping_layers)
+                            mapping_layers=mapping_layers, num_fp16_res=num_fp16_res,
+                            fp16_channels_last=fp16_channels_last)
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         self.block_resolutions = [2 ** i for i in range(log2, 2, -1)]  # R, R/2, ..., 8
         channels = channels_per_resolution(self.block_resolutions + [4], channel_base, channel_max)
@@ -59,7 +66,8 @@ class Discriminator(torch.nn.Module):
             in_channels = 0 if res == img_resolution else channels[res]
             setattr(self, f"b{res}", DiscriminatorBlock(in_channels, channels[res], channels[res // 2], res,
                                                         img_channels, resample_filter=DEFAULT_FILTER,
-                                                        conv_clamp=conv_clamp))
+                                                        conv_clamp=conv_clamp, use_fp16=res >= fp16_res,
+                                                        fp16_channels_last=fp16_channels_last))
         if c_dim > 0:
             self.mapping = MappingNetwork(0, c_dim, self.cmap_dim, num_ws=None, num_layers=mapping_layers,
                                           w_avg_beta=None)
@@ -112,6 +120,7 @@ class Discriminator(torch.nn.Module):
         x = img.to(self.b4.out.weight.dtype)  # float32 unless the module was cast (e.g. .double() in tests)
         for res in self.block_resolutions:
             x = getattr(self, f"b{res}")(x)
+        x = x.to(dtype=self.b4.out.weight.dtype, memory_format=torch.contiguous_format)   # features and epilogue: fp32
         cmap = self.mapping(None, c) if self.c_dim > 0 else None
         logits = self.b4(x, cmap)
         return (logits, x) if return_features else logits

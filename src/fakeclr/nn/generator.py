@@ -1,4 +1,5 @@
-"""StyleGAN2 generator, config F with the "skip" synthesis network [SG2, Fig. 7b], fp32.
+"""StyleGAN2 generator, config F with the "skip" synthesis network [SG2, Fig. 7b]; fp32, or mixed precision in
+the ``num_fp16_res`` highest resolutions on CUDA (:mod:`fakeclr.nn.precision`).
 
 ``Generator = MappingNetwork (z, c -> ws) + SynthesisNetwork (ws -> img)``. Parameter names match the
 StyleGAN2-ADA ``G`` state dict (``mapping.fc0.weight``, ``synthesis.b4.const``, ``synthesis.b8.conv0.affine.weight``,
@@ -13,13 +14,23 @@ import torch
 
 from ..errors import UserError
 from .layers import DEFAULT_FILTER, MappingNetwork, SynthesisBlock
+from .precision import fp16_resolution
 
-__all__ = ["SynthesisNetwork", "Generator", "channels_per_resolution"]
+__all__ = ["SynthesisNetwork", "Generator", "channels_per_resolution", "check_num_fp16_res"]
 
 
 def channels_per_resolution(resolutions, channel_base: int, channel_max: int) -> dict[int, int]:
     """Feature maps at each resolution: ``min(channel_base // res, channel_max)`` (halved per doubling)."""
     return {res: min(channel_base // res, channel_max) for res in resolutions}
+
+
+def check_num_fp16_res(num_fp16_res: int, img_resolution: int) -> None:
+    """``num_fp16_res`` counts resolutions from the top; there are ``log2(R) - 1`` of them (4 .. R)."""
+    n = img_resolution.bit_length() - 2
+    if not 0 <= num_fp16_res <= n:
+        raise UserError(f"--fp16-res {num_fp16_res}: a {img_resolution} px network has {n} resolutions (4 to "
+                        f"{img_resolution}); use 0 to {n} (4x4 and 8x8 stay fp32 whatever the count, as in "
+                        "StyleGAN2-ADA).")
 
 
 def _check_resolution(img_resolution: int, who: str) -> int:
@@ -37,16 +48,19 @@ class SynthesisNetwork(torch.nn.Module):
 
     def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
                  channel_max: int = 512, conv_clamp: float | None = 256,
-                 resample_filter=DEFAULT_FILTER):
+                 resample_filter=DEFAULT_FILTER, num_fp16_res: int = 0, fp16_channels_last: bool = False):
         super().__init__()
         log2 = _check_resolution(img_resolution, "Generator")
+        check_num_fp16_res(num_fp16_res, img_resolution)
+        fp16_res = fp16_resolution(img_resolution, num_fp16_res)
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
         self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
         channels = channels_per_resolution(self.block_resolutions, channel_base, channel_max)
         self.num_ws = 0
         for res in self.block_resolutions:
             block = SynthesisBlock(channels[res // 2] if res > 4 else 0, channels[res], w_dim, res, img_channels,
-                                   resample_filter=resample_filter, conv_clamp=conv_clamp)
+                                   resample_filter=resample_filter, conv_clamp=conv_clamp,
+                                   use_fp16=res >= fp16_res, fp16_channels_last=fp16_channels_last)
             setattr(self, f"b{res}", block)
             self.num_ws += block.num_conv
         self.num_ws += 1  # the last block's ToRGB
@@ -87,24 +101,29 @@ class Generator(torch.nn.Module):
         conv_clamp: clamp conv outputs to ``+-conv_clamp`` (``None``: off); ADA trains with 256.
         mapping_lr_multiplier: learning-rate multiplier of the mapping layers.
         w_avg_beta: decay of the running mean of ``w`` used for truncation.
+        num_fp16_res: the highest resolutions that compute in fp16 on CUDA (StyleGAN2-ADA's mixed precision;
+            0 = fp32 throughout); ``fp16_channels_last``: channels-last activations in those blocks.
 
     ``G.config`` holds these arguments as a JSON-able dict, so ``Generator(**G.config)`` rebuilds the network.
     """
 
     def __init__(self, z_dim: int = 512, c_dim: int = 0, w_dim: int = 512, img_resolution: int = 256,
                  img_channels: int = 3, mapping_layers: int = 8, channel_base: int = 32768, channel_max: int = 512,
-                 conv_clamp: float | None = 256, mapping_lr_multiplier: float = 0.01, w_avg_beta: float = 0.995):
+                 conv_clamp: float | None = 256, mapping_lr_multiplier: float = 0.01, w_avg_beta: float = 0.995,
+                 num_fp16_res: int = 0, fp16_channels_last: bool = False):
         super().__init__()
         if z_dim < 1 or w_dim < 1 or c_dim < 0 or img_channels < 1 or mapping_layers < 1:
             raise UserError("Generator: z_dim, w_dim, img_channels and mapping_layers must be >= 1 and c_dim >= 0.")
         self._config = dict(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution,
                             img_channels=img_channels, mapping_layers=mapping_layers, channel_base=channel_base,
                             channel_max=channel_max, conv_clamp=conv_clamp,
-                            mapping_lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta)
+                            mapping_lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta,
+                            num_fp16_res=num_fp16_res, fp16_channels_last=fp16_channels_last)
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, channel_base=channel_base,
-                                          channel_max=channel_max, conv_clamp=conv_clamp)
+                                          channel_max=channel_max, conv_clamp=conv_clamp, num_fp16_res=num_fp16_res,
+                                          fp16_channels_last=fp16_channels_last)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, num_ws=self.num_ws, num_layers=mapping_layers,
                                       lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta)

@@ -1,4 +1,6 @@
-"""Building blocks of the StyleGAN2 generator and discriminator (config F: "skip" G, "resnet" D), fp32 only.
+"""Building blocks of the StyleGAN2 generator and discriminator (config F: "skip" G, "resnet" D).
+
+fp32 unless a block is built with ``use_fp16`` and runs on CUDA (mixed precision: :mod:`fakeclr.nn.precision`).
 
 References:
     [SG2]   Karras et al., "Analyzing and Improving the Image Quality of StyleGAN", CVPR 2020.
@@ -20,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .ops import ACTIVATIONS, _padding4, _filter_size, bias_act, setup_filter, upfirdn2d, upsample2d
+from .precision import block_dtype
 
 __all__ = [
     "FullyConnectedLayer", "Conv2dLayer", "conv2d_resample", "normalize_2nd_moment", "MappingNetwork",
@@ -143,10 +146,12 @@ class Conv2dLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         """``gain`` scales the activation output and the clamp (the resnet blocks pass ``sqrt(0.5)``)."""
-        x = conv2d_resample(x, self.weight * self.weight_gain, self.resample_filter, up=self.up, down=self.down,
-                            padding=self.padding, flip_weight=(self.up == 1))
+        w = (self.weight * self.weight_gain).to(x.dtype)             # fp32 parameters, cast per call (fp16 blocks)
+        b = None if self.bias is None else self.bias.to(x.dtype)
+        x = conv2d_resample(x, w, self.resample_filter, up=self.up, down=self.down, padding=self.padding,
+                            flip_weight=(self.up == 1))
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}->{self.out_channels}, k={self.kernel_size}, act={self.activation}, "
@@ -265,6 +270,11 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     c_out, c_in, kh, kw = weight.shape
     if styles.shape != (n, c_in):
         raise ValueError(f"styles must be [{n}, {c_in}], got {list(styles.shape)}")
+    if x.dtype == torch.float16 and demodulate:
+        # Pre-normalise by the max-norms so that the fp16 products cannot overflow; demodulation (Eq. 3) divides
+        # each output map by its norm, so the scale cancels (the anchor's rule).
+        weight = weight * (1 / math.sqrt(c_in * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
     dcoefs = None
     if demodulate or fused_modconv:
@@ -272,19 +282,22 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     if demodulate:
         dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O], Eq. 3
 
+    dt = x.dtype                                      # styles, weights and noise follow the activations
+    if noise is not None:
+        noise = noise.to(dt)
     if not fused_modconv:
-        x = x * styles.reshape(n, c_in, 1, 1)
-        x = conv2d_resample(x, weight, resample_filter, up=up, padding=padding, flip_weight=flip_weight)
+        x = x * styles.to(dt).reshape(n, c_in, 1, 1)
+        x = conv2d_resample(x, weight.to(dt), resample_filter, up=up, padding=padding, flip_weight=flip_weight)
         if dcoefs is not None and noise is not None:
-            return torch.addcmul(noise, x, dcoefs.reshape(n, c_out, 1, 1))  # x * d + noise, one rounding
+            return torch.addcmul(noise, x, dcoefs.to(dt).reshape(n, c_out, 1, 1))  # x * d + noise, one rounding
         if dcoefs is not None:
-            x = x * dcoefs.reshape(n, c_out, 1, 1)
+            x = x * dcoefs.to(dt).reshape(n, c_out, 1, 1)
         return x if noise is None else x + noise
 
     if dcoefs is not None:
         w = w * dcoefs.reshape(n, c_out, 1, 1, 1)
-    x = conv2d_resample(x.reshape(1, n * c_in, *x.shape[2:]), w.reshape(n * c_out, c_in, kh, kw), resample_filter,
-                        up=up, padding=padding, groups=n, flip_weight=flip_weight)
+    x = conv2d_resample(x.reshape(1, n * c_in, *x.shape[2:]), w.reshape(n * c_out, c_in, kh, kw).to(dt),
+                        resample_filter, up=up, padding=padding, groups=n, flip_weight=flip_weight)
     x = x.reshape(n, c_out, *x.shape[2:])
     return x if noise is None else x + noise
 
@@ -331,7 +344,7 @@ class SynthesisLayer(torch.nn.Module):
                              resample_filter=self.resample_filter, flip_weight=(self.up == 1),
                              fused_modconv=fused_modconv)
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}->{self.out_channels}, res={self.resolution}, up={self.up}"
@@ -355,7 +368,7 @@ class ToRGBLayer(torch.nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain  # no demodulation, so the equalized-lr gain goes on the styles
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
-        return bias_act(x, self.bias, clamp=self.conv_clamp)
+        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
 
 class SynthesisBlock(torch.nn.Module):
@@ -370,10 +383,12 @@ class SynthesisBlock(torch.nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
-                 resample_filter: Sequence[float] = DEFAULT_FILTER, conv_clamp: float | None = None):
+                 resample_filter: Sequence[float] = DEFAULT_FILTER, conv_clamp: float | None = None,
+                 use_fp16: bool = False, fp16_channels_last: bool = False):
         super().__init__()
         self.in_channels, self.out_channels, self.w_dim = in_channels, out_channels, w_dim
         self.resolution, self.img_channels = resolution, img_channels
+        self.use_fp16, self.channels_last = use_fp16, use_fp16 and fp16_channels_last
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         if in_channels == 0:
             self.const = torch.nn.Parameter(torch.randn(out_channels, resolution, resolution))
@@ -387,15 +402,21 @@ class SynthesisBlock(torch.nn.Module):
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = "random",
                 fused_modconv: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        if fused_modconv is None:  # grouped conv for inference, activation scaling for training batches
-            fused_modconv = not self.training
+        reduced = block_dtype(self.use_fp16, ws.device)   # None: the parameters' own dtype (fp32)
+        dtype = reduced or self.conv1.weight.dtype
+        fmt = torch.channels_last if self.channels_last and reduced is not None else torch.contiguous_format
+        if fused_modconv is None:  # grouped conv for inference (fp32, or one sample), activation scaling otherwise
+            fused_modconv = not self.training and (reduced is None or ws.shape[0] == 1)
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
-            x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
-        else:
-            x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
+            x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1).to(dtype=dtype, memory_format=fmt)
+        else:   # (a no-op for fp32 input to an fp32 block)
+            x = self.conv0(x.to(dtype=dtype, memory_format=fmt), next(w_iter), noise_mode=noise_mode,
+                           fused_modconv=fused_modconv)
         x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
         y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
+        if reduced is not None:                         # the image skip path stays fp32
+            y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
         img = y if img is None else upsample2d(img, self.resample_filter) + y
         return x, img
 
@@ -449,12 +470,13 @@ class DiscriminatorBlock(torch.nn.Module):
 
     def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, resolution: int, img_channels: int,
                  activation: str = "lrelu", resample_filter: Sequence[float] = DEFAULT_FILTER,
-                 conv_clamp: float | None = None):
+                 conv_clamp: float | None = None, use_fp16: bool = False, fp16_channels_last: bool = False):
         super().__init__()
         if in_channels not in (0, tmp_channels):
             raise ValueError("DiscriminatorBlock: in_channels must be 0 (top block) or tmp_channels")
         self.in_channels, self.tmp_channels, self.out_channels = in_channels, tmp_channels, out_channels
         self.resolution, self.img_channels = resolution, img_channels
+        self.use_fp16, self.channels_last = use_fp16, use_fp16 and fp16_channels_last
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         if in_channels == 0:
             self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation=activation, conv_clamp=conv_clamp)
@@ -465,6 +487,9 @@ class DiscriminatorBlock(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` is the image for the top block, the previous block's features otherwise."""
+        reduced = block_dtype(self.use_fp16, x.device)   # None: the parameters' own dtype (fp32)
+        x = x.to(dtype=reduced or self.conv0.weight.dtype,
+                 memory_format=torch.channels_last if self.channels_last and reduced else torch.contiguous_format)
         if self.in_channels == 0:
             x = self.fromrgb(x)
         gain = math.sqrt(0.5)  # keeps the variance of the residual sum
@@ -497,6 +522,7 @@ class DiscriminatorEpilogue(torch.nn.Module):
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
     def forward(self, x: torch.Tensor, cmap: torch.Tensor | None = None) -> torch.Tensor:
+        x = x.to(dtype=self.fc.weight.dtype, memory_format=torch.contiguous_format)   # fp32 always
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.out(self.fc(self.conv(x).flatten(1)))

@@ -501,8 +501,8 @@ def convert(pkl: str | Path, out: str | Path) -> ImportResult:
             meta["augment_p"] = float(p)
             notes.append(f"augment_pipe: not converted (training-time only); its p = {float(p):.4g} is kept in the header")
     if any(_fp16_res(data.get(n)) for n in ("G", "G_ema", "D", "D_ema")):
-        notes.append("fp16 settings (num_fp16_res) are ignored: fakeclr computes in fp32, as the original does "
-                     "with force_fp32")
+        notes.append("fp16 settings (num_fp16_res) are not kept: the converted networks compute in fp32 (the "
+                     "original's force_fp32); a training run chooses its own precision (--fp16-res)")
     heads, head_notes = build_heads(data)
     nets.update(heads)
     notes += head_notes

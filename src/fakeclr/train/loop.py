@@ -92,11 +92,14 @@ class RealSampler:
 def build_networks(cfg: TrainConfig, c_dim: int) -> tuple[Generator, Discriminator]:
     """G and D for a resolved config (``cfg.data.resolution`` and ``channels`` set): the architecture of the
     ``--init`` file when there is one (``cfg.init``), else the config's network options."""
-    if cfg.init.G is not None:
-        return Generator(**cfg.init.G), Discriminator(**cfg.init.D)
     n = cfg.network
+    # Precision is the run's choice, not the file's; a preset's count is capped at the resolutions there are.
+    fp16 = dict(num_fp16_res=min(n.num_fp16_res, cfg.data.resolution.bit_length() - 2),
+                fp16_channels_last=n.fp16_channels_last)
+    if cfg.init.G is not None:
+        return Generator(**{**cfg.init.G, **fp16}), Discriminator(**{**cfg.init.D, **fp16})
     common = dict(c_dim=c_dim, img_resolution=cfg.data.resolution, img_channels=cfg.data.channels,
-                  channel_base=n.channel_base, channel_max=n.channel_max, conv_clamp=n.conv_clamp)
+                  channel_base=n.channel_base, channel_max=n.channel_max, conv_clamp=n.conv_clamp, **fp16)
     G = Generator(z_dim=n.z_dim, w_dim=n.w_dim, mapping_layers=n.mapping_layers, **common)
     D = Discriminator(mbstd_group_size=n.mbstd_group_size, **common)
     return G, D
