@@ -1,12 +1,15 @@
 """Training cost of each method (FakeCLR Table 1): sec/kimg and the ratio to ADA, side by side, one process.
 
     .venv/bin/python benchmarks/method_cost.py [--preset lfw-demo] [--kimg 0.5] [--rounds 2] [--device cpu]
-        [--methods ada,instance-real,...] [--variants]
+        [--methods ada,instance-real,...] [--variants] [--fp16 preset|off|preset,off] [--json FILE]
 
 Every method trains the same number of images on the same preset and data; the rounds are interleaved
 (ada, insgen, fakeclr, ..., ada, insgen, ...) so that a drift in machine speed hits all methods alike, and the
 best round of each method is reported. ``--variants`` adds FakeCLR with ``--no-reuse-forward`` (the released
-code's second D forward for the queries) to show what reusing the adversarial forward saves.
+code's second D forward for the queries) to show what reusing the adversarial forward saves. ``--fp16`` runs
+each method with the preset's mixed precision (``preset``: e.g. 4 fp16 resolutions at fewshot256, fp16 on CUDA
+only) and/or fp32 (``off``); the ratio to ADA is taken within each precision. Peak memory is the CUDA allocator's
+peak on a GPU, the process's peak RSS on the CPU. ``--json`` also writes the table as JSON.
 The paper (Table 1, V100): InsGen 1.90x ADA, FakeCLR 1.73x ADA.
 """
 
@@ -24,12 +27,18 @@ from fakeclr.config import METHOD_PRESETS, method_config, preset_config
 from fakeclr.train.loop import train
 
 
-def run_once(preset: str, method: str, kimg: float, device: str, reuse: bool = True) -> float:
-    """Seconds per kimg of one training run, after two untimed warm-up iterations."""
+def run_once(preset: str, method: str, kimg: float, device: str, reuse: bool = True,
+             fp16: str = "preset") -> tuple[float, float]:
+    """Seconds per kimg of one training run, after two untimed warm-up iterations, and the peak memory (MB)."""
+    import resource
     cfg = preset_config(preset)
     cfg.data.source = "lfw"
     cfg.contrastive = method_config(method)
     cfg.contrastive.reuse_forward = reuse
+    if fp16 == "off":
+        cfg.network.num_fp16_res = 0
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     warm = cfg.batch * 2 / 1000
     cfg.kimg = warm + kimg
     cfg.tick_kimg = cfg.snapshot_kimg = cfg.kimg
@@ -43,7 +52,9 @@ def run_once(preset: str, method: str, kimg: float, device: str, reuse: bool = T
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-    return seconds / ((out["cur_nimg"] - round(warm * 1000)) / 1000)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return seconds / ((out["cur_nimg"] - round(warm * 1000)) / 1000), peak
 
 
 def main() -> None:
@@ -54,23 +65,40 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--methods", default=",".join(METHOD_PRESETS))
     ap.add_argument("--variants", action="store_true", help="also FakeCLR without forward reuse")
+    ap.add_argument("--fp16", default="preset", help="precision(s): preset (the preset's num_fp16_res), off (fp32)")
+    ap.add_argument("--json", help="also write the results here as JSON")
     args = ap.parse_args()
-    runs = [(m, True) for m in args.methods.split(",")]
+    precisions = args.fp16.split(",")
+    runs = [(m, True, f) for f in precisions for m in args.methods.split(",")]
     if args.variants:
-        runs.append(("fakeclr", False))
-    best: dict[tuple[str, bool], float] = {}
+        runs += [("fakeclr", False, f) for f in precisions]
+    best: dict[tuple[str, bool, str], tuple[float, float]] = {}
     for r in range(args.rounds):
-        for method, reuse in runs:
-            s = run_once(args.preset, method, args.kimg, args.device, reuse)
-            best[(method, reuse)] = min(best.get((method, reuse), float("inf")), s)
-            print(f"round {r + 1}: {method}{'' if reuse else ' (no reuse)'} {s:.2f} sec/kimg", file=sys.stderr)
-    base = best[("ada", True)]
+        for method, reuse, fp16 in runs:
+            s, peak = run_once(args.preset, method, args.kimg, args.device, reuse, fp16)
+            old = best.get((method, reuse, fp16), (float("inf"), 0.0))
+            best[(method, reuse, fp16)] = (min(old[0], s), max(old[1], peak))
+            print(f"round {r + 1}: {method}{'' if reuse else ' (no reuse)'} fp16={fp16} {s:.2f} sec/kimg, "
+                  f"{peak:.0f} MB", file=sys.stderr)
+    n_fp16 = preset_config(args.preset).network.num_fp16_res
     print(f"preset {args.preset}, device {args.device}, {torch.get_num_threads()} threads, {args.kimg:g} kimg "
-          f"timed per run, best of {args.rounds} interleaved rounds")
-    print(f"{'method':<34} {'sec/kimg':>9} {'x ADA':>7}")
-    for (method, reuse), s in best.items():
+          f"timed per run, best of {args.rounds} interleaved rounds; fp16=preset is {n_fp16} fp16 resolution(s)"
+          f"{'' if args.device.startswith('cuda') else ' (fp32 on CPU)'}")
+    peak_name = "peak GPU MB" if args.device.startswith("cuda") else "peak RSS MB"
+    print(f"{'method':<34} {'fp16':>7} {'sec/kimg':>9} {'x ADA':>7} {peak_name:>12}")
+    rows = []
+    for (method, reuse, fp16), (s, peak) in best.items():
+        base = best.get(("ada", True, fp16), (float("nan"),))[0]
         name = method + ("" if reuse else " (--no-reuse-forward)")
-        print(f"{name:<34} {s:9.2f} {s / base:7.2f}")
+        print(f"{name:<34} {fp16:>7} {s:9.2f} {s / base:7.2f} {peak:12.0f}")
+        rows.append({"method": method, "reuse_forward": reuse, "fp16": fp16, "num_fp16_res": n_fp16 if fp16 ==
+                     "preset" else 0, "sec_per_kimg": s, "ratio_to_ada": s / base, "peak_mb": peak})
+    if args.json:
+        import json
+        with open(args.json, "w") as f:
+            json.dump({"preset": args.preset, "device": args.device, "kimg": args.kimg, "rounds": args.rounds,
+                       "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+                       "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

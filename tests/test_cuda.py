@@ -112,3 +112,52 @@ def test_metric_features_on_cuda_equal_cpu():
     x = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(gpu.features(x).cpu(), cpu.features(x), atol=1e-3, rtol=1e-3)
+
+
+def test_fp16_blocks_on_cuda_are_close_to_fp32():
+    """num_fp16_res on CUDA computes in fp16 by itself (on CPU the check mode forces it), within the tolerances
+    of tests/test_precision.py, with fp32 images, logits and gradients."""
+    import contextlib
+
+    from fakeclr.nn.precision import reduced_precision_on_cpu
+    from test_precision import TOL, nets
+    G32, D32 = (m.to(DEV) for m in nets(0))
+    G16, D16 = (m.to(DEV) for m in nets(2))
+    G16.load_state_dict(G32.state_dict())
+    D16.load_state_dict(D32.state_dict())
+    z = torch.randn(8, 32, generator=torch.Generator().manual_seed(0)).to(DEV)
+    force = reduced_precision_on_cpu(torch.float16) if DEV == "cpu" else contextlib.nullcontext()
+    out = {}
+    with torch.no_grad():
+        ref = G32(z, None, noise_mode="const")
+    for name, G, D in (("fp32", G32, D32), ("fp16", G16, D16)):
+        with force if name == "fp16" else contextlib.nullcontext():
+            img = G(z, None, noise_mode="const")
+            x = ref.clone().requires_grad_(True)              # D and its R1 gradient on the same images
+            logits = D(x)
+            (r1,) = torch.autograd.grad(logits.sum(), x)
+        out[name] = (img.detach(), logits.detach(), r1)
+    (a_img, a_log, a_r1), (b_img, b_log, b_r1) = out["fp32"], out["fp16"]
+    assert b_img.dtype == b_log.dtype == b_r1.dtype == torch.float32
+    assert (b_img - a_img).abs().max() <= TOL[torch.float16]["img"]
+    assert (b_log - a_log).abs().max() <= TOL[torch.float16]["logits"]
+    assert ((b_r1 - a_r1).norm() / a_r1.norm()) <= TOL[torch.float16]["grad"]
+    assert (b_img - a_img).abs().max() > 0                    # it really ran in fp16
+
+
+def test_torchrun_world_of_one_trains_and_resumes(tmp_path):
+    """A 1-process torchrun joins a process group (NCCL on CUDA), trains, and the same command continues."""
+    import subprocess
+    import sys
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    base = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "-m", "fakeclr",
+            "train", "--preset", "tiny", "--data", "lfw", "--outdir", str(tmp_path), "--snap", "0.032",
+            "--no-tensorboard", "--device", DEV]
+    first = subprocess.run(base + ["--kimg", "0.032"], env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    backend = "nccl" if DEV == "cuda" else "gloo"
+    assert f"on 1 process(es) ({backend})" in first.stdout
+    second = subprocess.run(base + ["--kimg", "0.064"], env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    assert "resuming at kimg 0.032" in second.stdout
+    assert (tmp_path / "training-state-000000.064.pt").is_file()

@@ -35,9 +35,15 @@ def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launched_by_torchrun() -> bool:
+    """True under torchrun (its elastic agent sets ``TORCHELASTIC_RUN_ID``), even with one process."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or env_world_size() > 1
+
+
 def init(device_type: str) -> torch.device:
-    """Join torchrun's process group if there is one; return this process's device."""
-    if env_world_size() > 1 and not is_initialized():
+    """Join torchrun's process group if there is one (also a world of 1, so that a 1-GPU torchrun run uses NCCL
+    like a multi-GPU one); return this process's device."""
+    if launched_by_torchrun() and not is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
     if device_type == "cuda":
@@ -60,6 +66,11 @@ def _on_backend(t: torch.Tensor) -> torch.Tensor:
     """``t`` itself when it is already contiguous on the backend's device, else a copy there."""
     device = backend_device()
     return t if t.device == device and t.is_contiguous() else t.to(device).contiguous()
+
+
+def backend() -> str | None:
+    """``"nccl"``, ``"gloo"``, or ``None`` when not distributed."""
+    return str(dist.get_backend()) if is_initialized() else None
 
 
 def barrier() -> None:

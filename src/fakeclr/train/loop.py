@@ -301,7 +301,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
             save_grid(reals, run_dir / "reals.png")
             save_grid(_sample_grid(G_ema, grid_z, grid_c, batch), run_dir / f"fakes{0:06d}.png")
         print(f"Training {cfg.preset} on {cfg.data.source}: {len(data)} images at {cfg.data.resolution}px, "
-              f"{cfg.data.channels} channel(s); batch {cfg.batch} on {world} process(es); "
+              f"{cfg.data.channels} channel(s); batch {cfg.batch} on {world} process(es)"
+              f"{' (' + dist.backend() + ')' if dist.backend() else ''}; "
               f"{'resuming at kimg ' + format(cur_nimg / 1000, 'g') if state else 'starting'}; "
               f"G {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M, D {sum(p.numel() for p in D.parameters()) / 1e6:.2f}M params.",
               file=stream, flush=True)
