@@ -11,6 +11,14 @@ import pytest
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
+# A known teardown crash of gloo, not of fakeclr: in about 1 of 10 runs on a loaded 2-core machine one rank aborts
+# with "terminate called without an active exception" *after* training, the checkpoints and ranks.json are
+# complete and the process group was destroyed (also with this repository's code before the collectives moved
+# into dist.py: 1 of 12 runs). A run that ends that way is run once more, in a fresh folder; any other failure,
+# or that crash twice, fails the test.
+_GLOO_TEARDOWN = "terminate called without an active exception"
+
+
 def run_torchrun(outdir, method="ada", nproc=2, timeout=900):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
@@ -18,9 +26,17 @@ def run_torchrun(outdir, method="ada", nproc=2, timeout=900):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def run_torchrun_once_more_after_teardown_crash(tmp_path, method):
+    proc = run_torchrun(tmp_path / "run", method)
+    if proc.returncode != 0 and _GLOO_TEARDOWN in proc.stderr + proc.stdout and (tmp_path / "run" / "ranks.json").is_file():
+        proc = run_torchrun(tmp_path / "again", method)
+        return proc, tmp_path / "again"
+    return proc, tmp_path / "run"
+
+
 @pytest.mark.parametrize("method", ["ada", "fakeclr"])
 def test_two_process_gloo_training(tmp_path, method):
-    proc = run_torchrun(tmp_path, method)
+    proc, tmp_path = run_torchrun_once_more_after_teardown_crash(tmp_path, method)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ranks = json.loads((tmp_path / "ranks.json").read_text())
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world"] == 2 for r in ranks)
