@@ -190,7 +190,7 @@ def _add_truncation(p) -> None:
 
 def _run_generate(args) -> int:
     from .tools.generate import generate, parse_psi, parse_seeds, write_images
-    from .train.checkpoint import load_networks
+    from .network_file import load_networks
     if args.count is not None and args.count < 1:
         raise UserError("--count must be at least 1.")
     seeds = list(range(args.count)) if args.count is not None else parse_seeds(args.seeds or "0-15")
@@ -369,7 +369,7 @@ def _add_neighbours(sub) -> None:
 
 def _run_neighbours(args) -> int:
     from .metrics.inputs import load_generator, training_dataset
-    from .metrics.neighbours import write_neighbours
+    from .tools.neighbours import write_neighbours
     if args.queries < 1 or args.k < 1 or args.pool < max(args.queries, args.k):
         raise UserError("--queries and --k must be at least 1 and --pool at least as large as both.")
     G = load_generator(args.network, args.net, args.device)
@@ -422,7 +422,7 @@ def _add_network_flags(p) -> None:
 
 
 def _load_generator(args):
-    from .train.checkpoint import load_networks
+    from .network_file import load_networks
     return load_networks(args.network, (args.net,), device=args.device)[args.net]
 
 
@@ -626,7 +626,7 @@ def _add_export(sub) -> None:
 
 def _run_export(args) -> int:
     from .tools.export import ONNX_TOLERANCE, check_export, export_module
-    from .train.checkpoint import load_networks
+    from .network_file import load_networks
     targets = [(fmt, path) for fmt, path in (("onnx", args.onnx), ("torchscript", args.torchscript)) if path]
     if not targets:
         raise UserError("Say what to write: --onnx G.onnx and/or --torchscript G.pt.")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .train.checkpoint import atomic_write
+from .files import atomic_write
 
 
 def to_uint8(img: torch.Tensor, drange: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..config import ContrastiveConfig
-from ..train.loss import PhaseContext
+from ..phase import PhaseContext
 from .diversity import QueueSizer, dataset_queue_size
 from .heads import ProjectionHead, momentum_copy, momentum_update
 from .infonce import iteration_weighted_info_nce

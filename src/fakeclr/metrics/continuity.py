@@ -159,7 +159,7 @@ def write_continuity(G, outdir, num_pairs: int = 6, steps: int = 10, space: str 
     summary (``pixel``, ``above``, ``lpips``) plus the settings and file paths."""
     from pathlib import Path
     import json
-    from ..train.checkpoint import atomic_write
+    from ..files import atomic_write
     from .weights import load_lpips
     outdir = Path(outdir)
     lpips = load_lpips(lpips_net, device) if lpips_net else None

@@ -35,7 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
-from ..train.checkpoint import atomic_write
+from ..files import atomic_write
 
 __all__ = [
     "quantize", "generator_images", "generate_batch", "image_features", "dataset_features", "generator_features",

@@ -13,7 +13,7 @@ __all__ = ["load_generator", "training_dataset"]
 
 def load_generator(network: str | os.PathLike, net: str = "G_ema", device="cpu") -> torch.nn.Module:
     """The generator ``net`` (``G_ema`` or ``G``) of a ``network-snapshot-*.safetensors``, in eval mode."""
-    from ..train.checkpoint import load_networks
+    from ..network_file import load_networks
     return load_networks(network, (net,), device=device)[net]
 
 
@@ -30,7 +30,7 @@ def training_dataset(network: str | os.PathLike | None, data: str | None, G: tor
         return open_dataset(data, resolution=res, channels=ch, use_labels=bool(G is not None and G.c_dim))
     if network is None:
         raise UserError("Pass --data (the training images).")
-    from ..train.checkpoint import read_network_header
+    from ..network_file import read_network_header
     cfg = (read_network_header(network).get("meta") or {}).get("config", {}).get("data")
     if not cfg or not cfg.get("source"):
         raise UserError(f"{network} does not record its training data; pass --data.")

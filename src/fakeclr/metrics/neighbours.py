@@ -25,8 +25,7 @@ from PIL import Image, ImageDraw
 
 from .figures import RED, WHITE, centered_text, display_size, font, tile
 
-__all__ = ["pixel_distances", "lpips_distances", "nearest", "neighbour_figure", "nearest_neighbour_report",
-           "write_neighbours"]
+__all__ = ["pixel_distances", "lpips_distances", "nearest", "neighbour_figure", "nearest_neighbour_report"]
 
 
 def pixel_distances(queries: torch.Tensor, pool: torch.Tensor, batch: int = 256) -> torch.Tensor:
@@ -126,23 +125,6 @@ def nearest_neighbour_report(generated: torch.Tensor, training: torch.Tensor, ou
         record["real_queries"][space] = [
             {"image": names[i], "neighbours": [{"seed": seeds[int(j)], "distance": float(v)}
                                                for v, j in zip(dist[i], idx[i])]} for i in range(len(rq))]
-    from ..train.checkpoint import atomic_write
+    from ..files import atomic_write
     atomic_write(outdir / "neighbours.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
     return record
-
-
-def write_neighbours(G, dataset, outdir, num_queries: int = 8, k: int = 5, pool: int = 500, seed: int = 0,
-                     device="cpu", lpips_net: str | None = "vgg") -> list[Path]:
-    """Generate ``pool`` images (seeds ``seed..seed+pool-1`` of :func:`fakeclr.tools.generate.generate`, constant
-    noise), run :func:`nearest_neighbour_report` against ``dataset`` and return the files written."""
-    from ..tools.generate import generate
-    from .weights import load_lpips
-    seeds = list(range(seed, seed + pool))
-    generated = generate(G, seeds, noise_mode="const", class_idx=0 if G.c_dim else None, device=device).cpu()
-    lpips = load_lpips(lpips_net, device) if lpips_net else None
-    nearest_neighbour_report(generated, dataset.images, outdir, k=k, num_queries=num_queries, lpips=lpips,
-                             device=device, training_names=dataset.names, generated_seeds=seeds)
-    outdir = Path(outdir)
-    spaces = ["pixel"] + (["lpips"] if lpips is not None else [])
-    return [outdir / f"neighbours-{who}-{s}.png" for who in ("generated", "real") for s in spaces] + \
-        [outdir / "neighbours.json"]

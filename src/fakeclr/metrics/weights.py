@@ -47,7 +47,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
-from ..train.checkpoint import atomic_write
+from ..files import atomic_write
 from .inception import InceptionV3
 from .lpips import LPIPS
 from .numpy_pickle import load_numpy_pickle

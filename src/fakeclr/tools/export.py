@@ -25,7 +25,7 @@ import torch
 
 from ..errors import UserError
 from ..nn import Generator
-from ..train.checkpoint import atomic_write
+from ..files import atomic_write
 
 __all__ = ["ExportedGenerator", "ExportedSynthesis", "export_module", "example_inputs", "check_export",
            "ONNX_TOLERANCE"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..config import InitConfig, TrainConfig
 from ..errors import UserError
-from ..train import checkpoint as ckpt
+from .. import network_file
 
 __all__ = ["INIT_NETWORK", "resolve_init", "apply_init"]
 
@@ -50,7 +50,7 @@ def resolve_init(path: str | Path, outdir: str | Path | None) -> InitConfig:
         folder = Path(outdir) if outdir is not None else Path(tempfile.mkdtemp(prefix="fakeclr-init-"))
         network = folder / INIT_NETWORK
         convert(path, network)
-    header = ckpt.read_network_header(network)
+    header = network_file.read_network_header(network)
     nets = header["nets"]
     g = nets.get("G") or nets.get("G_ema")
     if g is None or "D" not in nets:

@@ -399,7 +399,7 @@ class ImportResult:
 def build_networks(data: dict[str, Any]) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
     """Our modules (``G``, ``G_ema``, ``D``, ``D_ema`` where present) with the pickle's weights loaded."""
     from ..nn import Discriminator, Generator
-    from ..train.checkpoint import load_state_dict_checked
+    from ..network_file import load_state_dict_checked
     nets, skipped = {}, {}
     for name, kind in (("G", "G"), ("G_ema", "G"), ("D", "D"), ("D_ema", "D")):
         rec = data.get(name)
@@ -442,7 +442,7 @@ def build_heads(data: dict[str, Any]) -> tuple[dict[str, torch.nn.Module], list[
     (like ``augment_pipe``) and is not converted, which the returned notes say.
     """
     from ..contrastive.heads import ProjectionHead
-    from ..train.checkpoint import load_state_dict_checked
+    from ..network_file import load_state_dict_checked
     heads: dict[str, torch.nn.Module] = {}
     notes: list[str] = []
     for theirs, ours in CONTRASTIVE_HEADS.items():
@@ -484,7 +484,8 @@ def convert(pkl: str | Path, out: str | Path) -> ImportResult:
     """
     from safetensors.torch import save_file
 
-    from ..train.checkpoint import atomic_write, save_networks
+    from ..files import atomic_write
+    from ..network_file import save_networks
     pkl, out = Path(pkl), Path(out)
     data = load_pickle(pkl)
     nets, skipped = build_networks(data)

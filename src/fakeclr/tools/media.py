@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ..images import save_png
-from ..train.checkpoint import atomic_write
+from ..files import atomic_write
 
 
 def zoom(frame: np.ndarray, factor: int) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..contrastive.infonce import forgetting_weights
-from ..train.checkpoint import atomic_write
+from ..files import atomic_write
 
 
 def queue_iterations(size: int, batch: int) -> torch.Tensor:

@@ -535,7 +535,7 @@ def evaluate_run(run_dir: str | Path, points: list[float], num_gen: int, continu
 
 
 def _write_text(path: Path, text: str) -> None:
-    from ..train.checkpoint import atomic_write
+    from ..files import atomic_write
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 

@@ -1,0 +1,125 @@
+"""What a loss term sees: the phase it belongs to, and the :class:`PhaseContext` of one phase on one process.
+
+The training loop runs four phases per iteration (``Gmain``, ``Greg``, ``Dmain``, ``Dreg``; StyleGAN2 Sec. 3.1
+"lazy regularisation"). A term is a small object with a ``phase`` and a ``__call__(ctx) -> scalar loss``
+(:class:`Term`); the StyleGAN2 terms live in :mod:`fakeclr.train.loss`, the contrastive ones in
+:mod:`fakeclr.contrastive`. Terms of one phase share a :class:`PhaseContext`, which memoises the forward passes (a
+fake batch, D on the real batch with its last-block features) so that an added term reuses them instead of
+running G or D again. This module sits below both packages, so neither imports the other for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+
+__all__ = ["PHASES", "DOutput", "PhaseContext", "Term"]
+
+PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
+
+
+@dataclass
+class DOutput:
+    """D on a batch: ``logits [N, 1]`` and last-block ``features [N, C4, 4, 4]``."""
+    logits: torch.Tensor
+    features: torch.Tensor
+
+
+@dataclass
+class PhaseContext:
+    """Inputs of one phase on one process, with memoised forward passes shared by the phase's terms.
+
+    Attributes:
+        real_img: ``[N, C, H, W]`` float in [-1, 1] (already pseudo-augmented by APA where that is on).
+        real_c: ``[N, c_dim]``.
+        gen_z: ``[N, z_dim]``, ``gen_c: [N, c_dim]``: this phase's latents.
+        gain: multiplier of the phase's loss (the lazy-regularisation interval for the reg phases).
+        iteration: training iteration (0-based) at which the phase runs; cur_nimg: images shown so far.
+    """
+    G: torch.nn.Module
+    D: torch.nn.Module
+    augment: Callable[[torch.Tensor], torch.Tensor]
+    real_img: torch.Tensor
+    real_c: torch.Tensor
+    gen_z: torch.Tensor
+    gen_c: torch.Tensor
+    style_mixing_prob: float
+    gain: float = 1.0
+    iteration: int = 0
+    cur_nimg: int = 0
+    stats: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    real_logit_observers: list[Callable[[torch.Tensor], None]] = field(default_factory=list)
+    fake_mixing: tuple[int, torch.Tensor] | None = None
+    last_mixing: tuple[int, torch.Tensor] | None = None
+    _cache: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ reporting
+    def report(self, name: str, value: torch.Tensor) -> None:
+        """Record a statistic (any shape; its mean over the tick is logged)."""
+        self.stats.setdefault(name, []).append(value.detach().float().flatten())
+
+    # ------------------------------------------------------------------ forward passes
+    def run_G(self, z: torch.Tensor, c: torch.Tensor,
+              mixing: tuple[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``G(z, c)`` with style mixing regularisation (StyleGAN Sec. 3.1): ``(img [N,C,H,W], ws [N,L,w_dim])``.
+
+        With probability ``style_mixing_prob`` the layers from a random cutoff on take the styles of a second
+        latent. ``mixing = (cutoff, second_z)`` repeats a given choice instead of drawing one; the choice made
+        is left in ``last_mixing``. The mapping network's W average is updated by the main latent only.
+        """
+        ws = self.G.mapping(z, c, update_emas=True)
+        num_ws = ws.shape[1]
+        if mixing is None and self.style_mixing_prob > 0:
+            cutoff = torch.randint(1, num_ws, ()).item() if num_ws > 1 else num_ws
+            if torch.rand(()).item() >= self.style_mixing_prob:
+                cutoff = num_ws
+            mixing = (cutoff, torch.randn_like(z))
+        if mixing is not None and mixing[0] < num_ws:
+            ws2 = self.G.mapping(mixing[1], c, update_emas=False)
+            ws = torch.cat([ws[:, :mixing[0]], ws2[:, mixing[0]:]], dim=1)
+        self.last_mixing = mixing
+        img = self.G.synthesis(ws)
+        return img, ws
+
+    def fake(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The phase's fake batch ``G(gen_z, gen_c)``, computed once: ``(img, ws)``; its style-mixing choice is
+        kept in ``fake_mixing``."""
+        if "fake" not in self._cache:
+            self._cache["fake"] = self.run_G(self.gen_z, self.gen_c)
+            self.fake_mixing = self.last_mixing
+        return self._cache["fake"]
+
+    def run_D(self, img: torch.Tensor, c: torch.Tensor) -> DOutput:
+        """D on the augmented images."""
+        logits, features = self.D(self.augment(img), c, return_features=True)
+        return DOutput(logits, features)
+
+    def d_fake(self, detach: bool) -> DOutput:
+        """D on the phase's fake batch (G detached in D phases), computed once."""
+        key = ("d_fake", detach)
+        if key not in self._cache:
+            img = self.fake()[0]
+            self._cache[key] = self.run_D(img.detach() if detach else img, self.gen_c)
+        return self._cache[key]
+
+    def d_real(self, requires_grad: bool = False) -> tuple[torch.Tensor, DOutput]:
+        """D on the real batch, computed once: ``(input image, output)``; the input needs grad for R1."""
+        key = ("d_real", requires_grad)
+        if key not in self._cache:
+            img = self.real_img.detach().requires_grad_(requires_grad)
+            out = self.run_D(img, self.real_c)
+            self.report("Loss/scores/real", out.logits)
+            self.report("Loss/signs/real", out.logits.sign())
+            for observe in self.real_logit_observers:
+                observe(out.logits.detach())
+            self._cache[key] = (img, out)
+        return self._cache[key]
+
+
+class Term(Protocol):
+    phase: str
+
+    def __call__(self, ctx: PhaseContext) -> torch.Tensor:
+        """The term's contribution to the phase's loss: a scalar (already averaged over the batch)."""
