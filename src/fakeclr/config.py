@@ -51,7 +51,9 @@ class NetworkConfig:
 @dataclass
 class LossConfig:
     r1_gamma: float = 1.0
-    r1_interval: int = 16          # lazy R1 (StyleGAN2 Sec. 3.1); 0 = every iteration, in the main D phase
+    r1_interval: int = 16          # lazy R1 (StyleGAN2 Sec. 3.1): every N iterations with the gain N; 0 or 1 =
+                                   # every iteration, in its own Dreg phase (a second D optimizer step per
+                                   # iteration, not StyleGAN2-ADA's single fused "Dboth" step)
     pl_weight: float = 2.0         # path-length regularisation weight (FakeCLR Table 3 compares 2, 5, 10)
     pl_interval: int = 4
     pl_batch_shrink: int = 2

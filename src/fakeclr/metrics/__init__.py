@@ -5,7 +5,8 @@ Layout: :mod:`.weights` finds the feature networks offline-first and caches them
 :mod:`.inception` and :mod:`.lpips` are those networks in plain PyTorch; :mod:`.features` turns images (data
 set, folder, generator) into features and caches real-image features; :mod:`.fid`, :mod:`.kid`,
 :mod:`.precision_recall`, :mod:`.inception_score`, :mod:`.ppl`, :mod:`.continuity`, :mod:`.neighbours` hold one
-metric each; :mod:`.registry` names them and offers :func:`compute_metrics`, the hook the training loop calls.
+metric each; :mod:`.registry` names them and offers :func:`calc_metric` (what the training loop calls at each snapshot
+for ``--metrics``) and :func:`compute_metrics`.
 """
 
 from .registry import (
