@@ -14,7 +14,7 @@ TRAIN_FLAGS = {
     "--channels", "--subset", "--cond", "--skip-bad", "--seed", "--snap", "--tick", "--device", "--no-tensorboard",
     "--dry-run", "-h", "--help", "--method", "--perturbation", "--forgetting", "--queue-size", "--queue-sizer",
     "--cl-on-g", "--no-cl-on-g", "--lw-real", "--lw-fake", "--lw-fake-on-g", "--tau", "--tau-m", "--mixing",
-    "--real-in-fake-queue", "--reuse-forward", "--no-reuse-forward", "--ada-kimg", "--init", "--freeze-d", "--fp16-res", "--nhwc", "--no-nhwc",
+    "--real-in-fake-queue", "--reuse-forward", "--no-reuse-forward", "--ada-kimg", "--subset-seed", "--init", "--freeze-d", "--fp16-res", "--nhwc", "--no-nhwc",
 }
 
 
@@ -141,3 +141,24 @@ def test_method_flags_compose(capsys):
     assert cfg["contrastive"]["method"] == "fakeclr" and cfg["augment"]["kind"] == "ada-linear"
     assert "--real-in-fake-queue" in _error(capsys, ["train", "--data", "lfw", "--method", "instance-real",
                                                      "--real-in-fake-queue", "start", "--dry-run"])
+
+
+def test_subset_seed_is_its_own_flag(capsys):
+    """--seed changes the training seed only; the images of --subset follow --subset-seed."""
+    base = ["train", "--preset", "tiny", "--data", "lfw", "--subset", "10", "--dry-run"]
+    assert main(base + ["--seed", "3"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["seed"] == 3 and cfg["data"]["subset_seed"] == 0
+    assert main(base + ["--subset-seed", "5"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["seed"] == 0 and cfg["data"]["subset_seed"] == 5 and cfg["data"]["subset"] == 10   # a count
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--preset", "tiny", "--data", "lfw", "--subset", "10.5", "--dry-run"])
+    assert e.value.code == 2 and "--subset: 10.5: a count must be a whole number" in capsys.readouterr().err
+
+
+def test_dataset_subset_count(tmp_path, capsys):
+    assert main(["dataset", "lfw", str(tmp_path / "ten.zip"), "--resolution", "16", "--subset", "10"]) == 0
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "ten.zip") as z:
+        assert sum(n.endswith(".png") for n in z.namelist()) == 10

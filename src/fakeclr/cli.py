@@ -14,6 +14,19 @@ from .errors import UserError
 
 
 # ---------------------------------------------------------------------------------------------------- train
+def _subset(text: str) -> int | float:
+    """``--subset``: a whole count (10 -> 10 images) or a fraction below 1 (0.2 -> 20 %)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value >= 1:
+        if value != int(value):
+            raise argparse.ArgumentTypeError(f"{text}: a count must be a whole number (or give a fraction below 1)")
+        return int(value)
+    return value
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a GAN (StyleGAN2 + data-efficient augmentation)",
                        description="Train a StyleGAN2 on a folder, a zip archive or the embedded LFW faces. "
@@ -49,7 +62,9 @@ def _add_train(sub) -> None:
     p.add_argument("--nhwc", action=argparse.BooleanOptionalAction, default=None,
                    help="channels-last activations in the fp16 blocks (StyleGAN2-ADA's --nhwc)")
     p.add_argument("--channels", type=int, choices=(1, 3), help="image channels")
-    p.add_argument("--subset", type=float, help="use a fixed subset: a count (>= 1) or a fraction (< 1)")
+    p.add_argument("--subset", type=_subset, help="use a fixed subset: a count (>= 1) or a fraction (< 1)")
+    p.add_argument("--subset-seed", type=int, help="which images --subset picks (default 0; independent of --seed, "
+                                                   "so a seed sweep trains on the same images)")
     p.add_argument("--cond", action="store_true", help="condition on the labels of dataset.json")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
     p.add_argument("--seed", type=int, help="random seed")
@@ -93,7 +108,7 @@ def build_train_config(args, world_size: int = 1) -> TrainConfig:
     if args.data is not None:
         d.source = args.data
     for flag, obj, field in (("resolution", d, "resolution"), ("channels", d, "channels"), ("mirror", d, "mirror"),
-                             ("subset", d, "subset"), ("seed", d, "subset_seed")):
+                             ("subset", d, "subset"), ("subset_seed", d, "subset_seed")):
         if getattr(args, flag) is not None:
             setattr(obj, field, getattr(args, flag))
     d.skip_bad = d.skip_bad or args.skip_bad
@@ -218,7 +233,7 @@ def _add_dataset(sub) -> None:
     p.add_argument("dest", help="output .zip archive")
     p.add_argument("--resolution", type=int, required=True, help="output resolution (a power of two)")
     p.add_argument("--channels", type=int, default=3, choices=(1, 3))
-    p.add_argument("--subset", type=float, help="a count (>= 1) or a fraction (< 1) of the images")
+    p.add_argument("--subset", type=_subset, help="a count (>= 1) or a fraction (< 1) of the images")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
     p.set_defaults(run=_run_dataset)
