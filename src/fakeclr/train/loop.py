@@ -259,7 +259,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
     terms = stylegan2_terms(cfg.loss.r1_gamma, cfg.loss.pl_weight, cfg.loss.pl_batch_shrink, cfg.loss.pl_decay)
     method = ContrastiveMethod(cfg.contrastive, D, data.num_raw, cfg.data.mirror, int(round(cfg.kimg * 1000))).to(device)
     terms += method.terms + list(extra_terms or [])
-    stateful_terms = {f"term{i}": t for i, t in enumerate(terms) if isinstance(t, torch.nn.Module)}
+    stateful_terms = _term_states(terms)
     for t in stateful_terms.values():
         t.to(device)
     phases = build_phases(G, D, cfg, terms, method.trainable)
@@ -274,8 +274,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
             ckpt.load_state_dict_checked(module, state["nets"][name], f"Checkpoint {resume}")
         for name, opt in optimizers.items():
             opt.load_state_dict(state["optim"][name])
-        for name, t in stateful_terms.items():
-            t.load_state_dict(state["terms"][name])
+        for name, sd in _saved_term_states(state["terms"], stateful_terms, resume).items():
+            stateful_terms[name].load_state_dict(sd)
         method.load_state_dict(state["method"], lambda m, sd, name: ckpt.load_state_dict_checked(
             m, sd, f"Checkpoint {resume} ({name})"))
         augmentation.load_state_dict(_rank_state(state["augment"], rank))
@@ -480,6 +480,32 @@ def _random_labels(data, n: int, c_dim: int, device) -> torch.Tensor:
 
 # Fields that may change when a run is continued: its length and the logging cadence.
 _CONTINUABLE = {"kimg", "tick_kimg", "snapshot_kimg", "metrics", "metrics_num_gen"}
+
+
+def _term_states(terms: list) -> dict[str, torch.nn.Module]:
+    """The terms with state (buffers such as the path-length mean), keyed by class name (``PathLength``; a second
+    of the same class gets ``#2``), so that reordering terms cannot hand one term another's state."""
+    out: dict[str, torch.nn.Module] = {}
+    for t in terms:
+        if isinstance(t, torch.nn.Module):
+            name, k = type(t).__name__, 2
+            while name in out:
+                name, k = f"{type(t).__name__}#{k}", k + 1
+            out[name] = t
+    return out
+
+
+def _saved_term_states(saved: dict, terms: dict[str, torch.nn.Module], path) -> dict[str, dict]:
+    """The saved term states by the names of :func:`_term_states`. States written before terms were named
+    (``term0``, ``term1``, ... by position) are matched in order, which is what those runs saved."""
+    if saved and all(k.startswith("term") and k[4:].isdigit() for k in saved):
+        ordered = [saved[k] for k in sorted(saved, key=lambda k: int(k[4:]))]
+        if len(ordered) == len(terms):
+            return dict(zip(terms, ordered))
+    if set(saved) != set(terms):
+        raise UserError(f"Checkpoint {path} holds the state of loss terms {sorted(saved)}, this run has "
+                        f"{sorted(terms)}; resume with the method and options it was trained with.")
+    return saved
 
 
 def check_init_fits(cfg: TrainConfig, c_dim: int) -> None:
