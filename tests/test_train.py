@@ -248,3 +248,24 @@ def test_term_state_follows_the_term_not_its_position(tmp_path, monkeypatch):
     assert loop._saved_term_states({"term0": {"x": 1}}, {"PathLength": None}, "f") == {"PathLength": {"x": 1}}
     with pytest.raises(UserError, match=r"holds the state of loss terms \['Other'\], this run has \['PathLength'\]"):
         loop._saved_term_states({"Other": {}}, {"PathLength": None}, "f")
+
+
+def test_training_state_registry_saves_and_restores_the_same_entries(tmp_path):
+    reg = ckpt.TrainingState()
+    box = {"a": 1, "b": {"0": None}}
+    reg.add("a", lambda: box["a"], lambda v: box.update(a=v))
+    reg.add("b", lambda: "mine", lambda v: box.update(b=v), per_rank=True)
+    saved = reg.state_dict(lambda v: {"0": v, "1": v + "-1"})
+    assert saved == {"a": 1, "b": {"0": "mine", "1": "mine-1"}} and reg.names == ["a", "b"]
+    box["a"] = 0
+    reg.load_state_dict({"a": 7, "b": {"0": "r0", "1": "r1"}}, rank=1, path="f")
+    assert box == {"a": 7, "b": "r1"}
+    reg.load_state_dict({"a": 7, "b": {"0": "r0"}}, rank=3, path="f")          # fewer processes then: rank 0's
+    assert box["b"] == "r0"
+    with pytest.raises(UserError, match="Checkpoint f has no b"):
+        reg.load_state_dict({"a": 1}, rank=0, path="f")
+    with pytest.raises(ValueError):
+        reg.add("a", lambda: 0, lambda v: None)
+    state = train(tiny(kimg=0.016), tmp_path, tensorboard=False)["state"]
+    assert set(ckpt.load_state(state)) == {"format", "config", "nets", "optim", "terms", "method", "augment",
+                                           "sampler", "rng", "progress"}

@@ -145,6 +145,7 @@ class ContrastiveMethod:
         total_nimg: planned training length in images (Table 5 Config B switches at half of it).
     Attributes:
         modules: ``{name: module}`` whose state is checkpointed (``D_ema``, heads, momentum heads, queues).
+        networks: the part of ``modules`` that goes into network files (``D_ema``, heads; not the queues).
         trainable: the heads, optimised with D in the D phases.
         terms: loss terms for :func:`fakeclr.train.loop.train`.
     """
@@ -152,6 +153,7 @@ class ContrastiveMethod:
     def __init__(self, cfg: ContrastiveConfig, D: torch.nn.Module, num_images: int, mirror: bool, total_nimg: int):
         self.cfg = cfg
         self.modules: dict[str, torch.nn.Module] = {}
+        self.networks: dict[str, torch.nn.Module] = {}
         self.trainable: list[torch.nn.Module] = []
         self.terms: list = []
         base = dataset_queue_size(num_images, mirror, cfg.queue_fraction)
@@ -160,17 +162,17 @@ class ContrastiveMethod:
         if not (cfg.real or cfg.fake_view != "none"):
             return
         gen = torch.Generator().manual_seed(0x5EED)      # queue initialisation independent of the global RNG
-        self.D_ema = self._add("D_ema", momentum_copy(D))
+        self.D_ema = self._add("D_ema", momentum_copy(D), network=True)
         width = D.feature_channels
         if cfg.real:
-            head = self._add("real_head", ProjectionHead(width, cfg.head_dim), trainable=True)
-            keys = _KeyEncoder(self.D_ema, self._add("real_head_ema", momentum_copy(head)))
+            head = self._add("real_head", ProjectionHead(width, cfg.head_dim), trainable=True, network=True)
+            keys = _KeyEncoder(self.D_ema, self._add("real_head_ema", momentum_copy(head), network=True))
             size = cfg.real_queue_size or base
             queue = self._add("real_queue", FeatureQueue(cfg.head_dim, size, generator=gen))
             self.terms.append(RealInstanceTerm(head, keys, queue, cfg))
         if cfg.fake_view != "none":
-            head = self._add("fake_head", ProjectionHead(width, cfg.head_dim), trainable=True)
-            keys = _KeyEncoder(self.D_ema, self._add("fake_head_ema", momentum_copy(head)))
+            head = self._add("fake_head", ProjectionHead(width, cfg.head_dim), trainable=True, network=True)
+            keys = _KeyEncoder(self.D_ema, self._add("fake_head_ema", momentum_copy(head), network=True))
             queue = self._add("fake_queue", FeatureQueue(cfg.head_dim, self.sizer.initial_size(), generator=gen))
             perturb = None
             if cfg.fake_view == "perturb":
@@ -180,8 +182,10 @@ class ContrastiveMethod:
                 self.terms.append(GeneratorContrastiveTerm(head, keys, queue, cfg))
         self._D = D
 
-    def _add(self, name: str, module: torch.nn.Module, trainable: bool = False):
+    def _add(self, name: str, module: torch.nn.Module, trainable: bool = False, network: bool = False):
         self.modules[name] = module
+        if network:
+            self.networks[name] = module
         if trainable:
             self.trainable.append(module)
         return module

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -32,6 +32,44 @@ _STATE_RE = re.compile(r"training-state-(\d+(?:\.\d+)?)\.pt$")
 
 
 # ---------------------------------------------------------------------------------------------------- state
+class TrainingState:
+    """Everything a run continues from, by name: saving and restoring iterate the same entries (edm2's
+    CheckpointIO), so nothing can be saved and then forgotten on load, or the reverse.
+
+    An entry is ``name -> (save() -> data, load(data))``; a ``per_rank`` entry is gathered from every process on
+    save (``{rank: data}``) and each process loads its own (rank 0's when the run had fewer processes).
+    """
+
+    def __init__(self):
+        self._entries: dict[str, tuple[Callable[[], Any], Callable[[Any], None], bool]] = {}
+
+    def add(self, name: str, save: Callable[[], Any], load: Callable[[Any], None], per_rank: bool = False) -> None:
+        if name in self._entries:
+            raise ValueError(f"training-state entry {name!r} added twice")
+        self._entries[name] = (save, load, per_rank)
+
+    def add_module(self, name: str, obj, per_rank: bool = False) -> None:
+        """An object with ``state_dict()`` / ``load_state_dict(sd)``."""
+        self.add(name, obj.state_dict, obj.load_state_dict, per_rank)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def state_dict(self, gather: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+        """``{name: data}``; ``gather(data) -> {rank: data}`` for the per-rank entries."""
+        return {name: gather(save()) if per_rank else save() for name, (save, _, per_rank) in self._entries.items()}
+
+    def load_state_dict(self, state: dict[str, Any], rank: int, path) -> None:
+        missing = [n for n in self._entries if n not in state]
+        if missing:
+            raise UserError(f"Checkpoint {path} has no {', '.join(missing)} (written by another version of "
+                            "fakeclr?); resume from a state of this version or start a new --outdir.")
+        for name, (_, load, per_rank) in self._entries.items():
+            data = state[name]
+            load(data.get(str(rank), data["0"]) if per_rank else data)
+
+
 def kimg_tag(cur_nimg: int) -> str:
     """File-name tag of a training position: ``000200`` at whole kimg, ``000000.048`` otherwise."""
     return f"{cur_nimg // 1000:06d}" if cur_nimg % 1000 == 0 else f"{cur_nimg // 1000:06d}.{cur_nimg % 1000:03d}"

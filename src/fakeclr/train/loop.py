@@ -268,20 +268,31 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
     sampler = RealSampler(len(data), seed=cfg.seed * world + rank)
     torch.manual_seed(cfg.seed * world + rank)
     cur_nimg, iteration = 0, 0
+    nets = {"G": G, "D": D, "G_ema": G_ema}
+
+    # ---------------------------------------------------------------- the training state, one list for both ways
+    registry = ckpt.TrainingState()
+    restored: dict[str, int] = {}
+
+    def load_nets(sds):
+        for name, module in nets.items():
+            ckpt.load_state_dict_checked(module, sds[name], f"Checkpoint {resume}")
+    registry.add("nets", lambda: {name: m.state_dict() for name, m in nets.items()}, load_nets)
+    registry.add("optim", lambda: {name: opt.state_dict() for name, opt in optimizers.items()},
+                 lambda sds: [opt.load_state_dict(sds[name]) for name, opt in optimizers.items()])
+    registry.add("terms", lambda: {name: t.state_dict() for name, t in stateful_terms.items()},
+                 lambda sds: [stateful_terms[n].load_state_dict(sd)
+                              for n, sd in _saved_term_states(sds, stateful_terms, resume).items()])
+    registry.add("method", method.state_dict, lambda sd: method.load_state_dict(
+        sd, lambda m, msd, name: ckpt.load_state_dict_checked(m, msd, f"Checkpoint {resume} ({name})")))
+    registry.add_module("augment", augmentation, per_rank=True)
+    registry.add_module("sampler", sampler, per_rank=True)
+    registry.add("rng", lambda: _get_rng_state(device), lambda s: _set_rng_state(s, device), per_rank=True)
+    registry.add("progress", lambda: {"cur_nimg": cur_nimg, "iteration": iteration}, restored.update)
 
     if state is not None:
-        for name, module in (("G", G), ("D", D), ("G_ema", G_ema)):
-            ckpt.load_state_dict_checked(module, state["nets"][name], f"Checkpoint {resume}")
-        for name, opt in optimizers.items():
-            opt.load_state_dict(state["optim"][name])
-        for name, sd in _saved_term_states(state["terms"], stateful_terms, resume).items():
-            stateful_terms[name].load_state_dict(sd)
-        method.load_state_dict(state["method"], lambda m, sd, name: ckpt.load_state_dict_checked(
-            m, sd, f"Checkpoint {resume} ({name})"))
-        augmentation.load_state_dict(_rank_state(state["augment"], rank))
-        sampler.load_state_dict(_rank_state(state["sampler"], rank))
-        _set_rng_state(_rank_state(state["rng"], rank), device)
-        cur_nimg, iteration = int(state["progress"]["cur_nimg"]), int(state["progress"]["iteration"])
+        registry.load_state_dict(state, rank, resume)
+        cur_nimg, iteration = int(restored["cur_nimg"]), int(restored["iteration"])
     else:
         loaded = _load_init_heads(init, method) if init is not None else []
         for module in (G, D, G_ema, *method.modules.values()):
@@ -316,22 +327,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
     last = {"cur_nimg": cur_nimg, "iterations": iteration, "state": resume, "network": None}
 
     def save_checkpoint() -> None:
-        state_out = {
-            "config": cfg.to_json(),
-            "nets": {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict()},
-            "optim": {name: opt.state_dict() for name, opt in optimizers.items()},
-            "terms": {name: t.state_dict() for name, t in stateful_terms.items()},
-            "method": method.state_dict(),
-            "augment": _gather_states(augmentation.state_dict()),
-            "sampler": _gather_states(sampler.state_dict()),
-            "rng": _gather_states(_get_rng_state(device)),
-            "progress": {"cur_nimg": cur_nimg, "iteration": iteration},
-        }
+        state_out = {"config": cfg.to_json(), **registry.state_dict(_gather_states)}
         net_path, path = ckpt.network_path(run_dir, cur_nimg), ckpt.state_path(run_dir, cur_nimg)
         if rank == 0:
-            nets = {"G": G, "D": D, "G_ema": G_ema}
-            nets.update({n: m for n, m in method.modules.items() if hasattr(m, "config")})
-            ckpt.save_networks(net_path, nets,
+            ckpt.save_networks(net_path, {**nets, **method.networks},
                                meta={"kimg": cur_nimg / 1000, "config": cfg.to_dict()})
             ckpt.save_state(path, state_out)
             ckpt.prune_states(run_dir, keep=2)
@@ -464,11 +463,6 @@ def _set_rng_state(s: dict[str, torch.Tensor], device: torch.device) -> None:
     torch.set_rng_state(s["cpu"])
     if device.type == "cuda" and "cuda" in s:
         torch.cuda.set_rng_state(s["cuda"], device)
-
-
-def _rank_state(states: dict[str, Any], rank: int):
-    """This rank's entry of a per-rank state; rank 0's when the run was saved with fewer processes."""
-    return states.get(str(rank), states["0"])
 
 
 def _random_labels(data, n: int, c_dim: int, device) -> torch.Tensor:
