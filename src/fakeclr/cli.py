@@ -114,10 +114,9 @@ def build_train_config(args, world_size: int = 1) -> TrainConfig:
     d.skip_bad = d.skip_bad or args.skip_bad
     d.use_labels = d.use_labels or args.cond
     if cfg.preset == "auto" or d.resolution is None or d.channels is None:
-        from .data import open_dataset
-        probe = open_dataset(d.source, resolution=d.resolution, channels=d.channels, subset=d.subset,
-                             subset_seed=d.subset_seed, skip_bad=d.skip_bad, use_labels=d.use_labels)
-        d.resolution, d.channels = probe.resolution, probe.num_channels
+        from .data import probe_dataset                    # image headers only; train() decodes the data once
+        d.resolution, d.channels = probe_dataset(d.source, resolution=d.resolution, channels=d.channels,
+                                                 subset=d.subset, subset_seed=d.subset_seed, skip_bad=d.skip_bad)
         if cfg.preset == "auto":
             resolve_auto(cfg, d.resolution, world_size)
     flags = {"kimg": (cfg, "kimg"), "batch": (cfg, "batch"), "seed": (cfg, "seed"), "snap": (cfg, "snapshot_kimg"),

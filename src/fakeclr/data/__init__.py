@@ -6,12 +6,13 @@ docstring of :mod:`fakeclr.data.dataset`.
 """
 
 from fakeclr.data.dataset import (
-    DEFAULT_SOURCE, IMAGE_EXTENSIONS, ImageDataset, check_channels, check_resolution, open_dataset, subset_indices,
+    DEFAULT_SOURCE, IMAGE_EXTENSIONS, ImageDataset, check_channels, check_resolution, open_dataset, probe_dataset,
+    subset_indices,
 )
 from fakeclr.data.embedded import load_lfw
 from fakeclr.data.prepare import format_summary, prepare_dataset, write_archive
 
 __all__ = [
     "DEFAULT_SOURCE", "IMAGE_EXTENSIONS", "ImageDataset", "check_channels", "check_resolution", "open_dataset",
-    "subset_indices", "load_lfw", "format_summary", "prepare_dataset", "write_archive",
+    "probe_dataset", "subset_indices", "load_lfw", "format_summary", "prepare_dataset", "write_archive",
 ]

@@ -61,7 +61,7 @@ from fakeclr.errors import UserError
 from fakeclr.data.embedded import DEFAULT_SOURCE, embedded_name, load_lfw
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "ImageDataset", "open_dataset", "check_resolution", "check_channels", "subset_indices",
+    "IMAGE_EXTENSIONS", "ImageDataset", "open_dataset", "probe_dataset", "check_resolution", "check_channels", "subset_indices",
     "DEFAULT_SOURCE",
 ]
 
@@ -507,6 +507,48 @@ def _try_image(fn: Callable[[], object], src: _Source, name: str, skip_bad: bool
         return None
 
 
+def _probe(src: "_Source", names, order, want: int, resolution: int | None, channels: int | None, skip_bad: bool,
+           skipped: list[str]):
+    """Pass 1 of :func:`open_dataset`: the headers of the first ``want`` readable images of ``order`` (nothing is
+    decoded) and the resolution and channel count they imply. Returns ``(headers, next position, R, C)``."""
+    headers: dict[int, tuple[int, bool]] = {}
+    pos = 0
+    while len(headers) < want and pos < len(order):
+        i = order[pos]
+        pos += 1
+        info = _try_image(lambda: _header(src, names[i]), src, names[i], skip_bad, skipped)
+        if info is not None:
+            headers[i] = info
+    if not headers:
+        raise UserError(f"No readable images in '{src.description}' ({len(skipped)} skipped as unreadable).")
+    if resolution is None:
+        side = min(s for s, _ in headers.values())
+        if side < 4:
+            raise UserError(f"The smallest image in '{src.description}' is {side} pixels wide; "
+                            "images must be at least 4x4.")
+        resolution = 1 << (side.bit_length() - 1)
+    if channels is None:
+        channels = 1 if all(g for _, g in headers.values()) else 3
+    return headers, pos, resolution, channels
+
+
+def probe_dataset(source: str | os.PathLike | None = None, resolution: int | None = None, channels: int | None = None,
+                  subset: int | float | None = None, subset_seed: int = 0, skip_bad: bool = False) -> tuple[int, int]:
+    """``(resolution, channels)`` that :func:`open_dataset` would give, from the image headers alone."""
+    if resolution is not None:
+        resolution = check_resolution(resolution)
+    if channels is not None:
+        channels = check_channels(channels)
+    src = _open_source(source)
+    try:
+        names = src.names
+        order, want = subset_indices(len(names), subset, subset_seed)
+        _, _, resolution, channels = _probe(src, names, order, want, resolution, channels, skip_bad, [])
+    finally:
+        src.close()
+    return resolution, channels
+
+
 def open_dataset(source: str | os.PathLike | None = None, resolution: int | None = None,
                  channels: int | None = None, mirror: bool = False, subset: int | float | None = None,
                  subset_seed: int = 0, skip_bad: bool = False, use_labels: bool = True) -> ImageDataset:
@@ -538,24 +580,7 @@ def open_dataset(source: str | os.PathLike | None = None, resolution: int | None
         skipped: list[str] = []
 
         # Pass 1: headers of the chosen images (cheap) decide the native resolution and the channel count.
-        headers: dict[int, tuple[int, bool]] = {}
-        pos = 0
-        while len(headers) < want and pos < len(order):
-            i = order[pos]
-            pos += 1
-            info = _try_image(lambda: _header(src, names[i]), src, names[i], skip_bad, skipped)
-            if info is not None:
-                headers[i] = info
-        if not headers:
-            raise UserError(f"No readable images in '{src.description}' ({len(skipped)} skipped as unreadable).")
-        if resolution is None:
-            side = min(s for s, _ in headers.values())
-            if side < 4:
-                raise UserError(f"The smallest image in '{src.description}' is {side} pixels wide; "
-                                "images must be at least 4x4.")
-            resolution = 1 << (side.bit_length() - 1)
-        if channels is None:
-            channels = 1 if all(g for _, g in headers.values()) else 3
+        headers, pos, resolution, channels = _probe(src, names, order, want, resolution, channels, skip_bad, skipped)
 
         # Pass 2: decode; a file that fails only here is replaced by the next one of the permutation.
         arrays: dict[int, np.ndarray] = {}
