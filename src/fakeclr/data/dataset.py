@@ -511,6 +511,10 @@ def _probe(src: "_Source", names, order, want: int, resolution: int | None, chan
            skipped: list[str]):
     """Pass 1 of :func:`open_dataset`: the headers of the first ``want`` readable images of ``order`` (nothing is
     decoded) and the resolution and channel count they imply. Returns ``(headers, next position, R, C)``."""
+    if resolution is not None:
+        resolution = check_resolution(resolution)
+    if channels is not None:
+        channels = check_channels(channels)
     headers: dict[int, tuple[int, bool]] = {}
     pos = 0
     while len(headers) < want and pos < len(order):
@@ -535,10 +539,6 @@ def _probe(src: "_Source", names, order, want: int, resolution: int | None, chan
 def probe_dataset(source: str | os.PathLike | None = None, resolution: int | None = None, channels: int | None = None,
                   subset: int | float | None = None, subset_seed: int = 0, skip_bad: bool = False) -> tuple[int, int]:
     """``(resolution, channels)`` that :func:`open_dataset` would give, from the image headers alone."""
-    if resolution is not None:
-        resolution = check_resolution(resolution)
-    if channels is not None:
-        channels = check_channels(channels)
     src = _open_source(source)
     try:
         names = src.names
@@ -566,10 +566,6 @@ def open_dataset(source: str | os.PathLike | None = None, resolution: int | None
     Returns:
         An :class:`ImageDataset` with ``images`` uint8 ``[N, C, R, R]`` and ``labels`` float32 ``[N, D]``.
     """
-    if resolution is not None:
-        resolution = check_resolution(resolution)
-    if channels is not None:
-        channels = check_channels(channels)
     src = _open_source(source)
     try:
         names = src.names
