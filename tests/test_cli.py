@@ -135,7 +135,7 @@ def test_method_flags_compose(capsys):
     assert main(args) == 0
     cl = json.loads(capsys.readouterr().out)["contrastive"]
     assert cl["method"] == "fakeclr" and cl["forgetting"] == "official" and cl["queue_size"] == 200
-    assert cl["on_g"] is False and cl["perturbation"] == "noise" and cl["real_in_fake_queue"] == "half"
+    assert cl["fake_on_g"] is False and cl["perturbation"] == "noise" and cl["real_in_fake_queue"] == "half"
     assert main(["train", "--data", "lfw", "--dry-run"]) == 0      # lfw-demo: FakeCLR with ADA-linear
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["contrastive"]["method"] == "fakeclr" and cfg["augment"]["kind"] == "ada-linear"
@@ -162,3 +162,92 @@ def test_dataset_subset_count(tmp_path, capsys):
     import zipfile
     with zipfile.ZipFile(tmp_path / "ten.zip") as z:
         assert sum(n.endswith(".png") for n in z.namelist()) == 10
+
+
+# ---------------------------------------------------------------------------------------------------- options
+# Values for options whose valid range a generic "different value" would leave.
+_OPTION_VALUES = {"data.resolution": 32, "data.subset": 10, "data.channels": 3,
+                  "contrastive.method": "insgen", "metrics": "fid5k_full", "network.num_fp16_res": 1,
+                  "optim.freeze_d": 2, "augment.p": 0.25, "augment.target": 0.3, "batch": 12,
+                  "augment.pipe": "bg", "augment.diffaugment_policy": "color"}
+
+
+def _other_value(opt, current):
+    """A valid value for ``opt`` that differs from ``current``, and its spelling on the command line."""
+    if opt.path in _OPTION_VALUES:
+        value = _OPTION_VALUES[opt.path]
+    elif opt.type is bool:
+        value = not current
+    elif opt.choices:
+        value = next(c for c in opt.choices if c != current)
+    elif opt.type is int:
+        value = (current or 0) + 3
+    elif opt.type is float:
+        value = (current or 0) + 0.375
+    else:
+        raise AssertionError(f"no test value for {opt.path}")
+    if opt.type is bool:
+        return value, [opt.flag if value else "--no-" + opt.flag[2:]]
+    return value, [opt.flag, str(value)]
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+def test_every_option_flag_sets_its_own_field_and_nothing_else(tmp_path, capsys):
+    """The flags are derived from config.options(): each one reaches exactly the field it is declared on."""
+    from fakeclr.config import get_option, options, preset_config
+    for i in range(4):                                   # a grey folder: the same channels as the default LFW
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    _OPTION_VALUES["data.source"] = str(tmp_path)
+    base_argv = ["train", "--preset", "tiny", "--method", "fakeclr", "--dry-run"]
+    assert main(base_argv) == 0
+    base = _flat(json.loads(capsys.readouterr().out))
+    opts = options()
+    assert len(opts) == 42 and len({o.flag for o in opts}) == len(opts)
+    for opt in opts:
+        if opt.switch and get_option(preset_config("tiny"), opt.path):
+            continue
+        value, argv = _other_value(opt, base[opt.path])
+        assert main(base_argv + argv) == 0, argv
+        cfg = _flat(json.loads(capsys.readouterr().out))
+        changed = {k for k in cfg if cfg[k] != base[k]}
+        expect = value if opt.path != "metrics" else [value]
+        assert cfg[opt.path] == expect, (argv, cfg[opt.path])
+        if opt.path == "contrastive.method":      # a method is a preset of the whole contrastive section
+            assert changed and all(k.startswith("contrastive.") for k in changed), changed
+        else:
+            assert changed == {opt.path}, (argv, changed)
+
+
+def test_choices_are_checked_for_config_files_too():
+    """One validator per rule: a config.json value outside an option's choices (or a field without a flag) fails
+    with the same sentence as the flag would."""
+    from fakeclr.config import TrainConfig, preset_config, validate
+    from fakeclr.errors import UserError
+    d = preset_config("tiny").to_dict()
+    d["contrastive"]["forgetting"] = "always"
+    with pytest.raises(UserError, match=r"--forgetting 'always' is not one of: paper, official, none\."):
+        validate(TrainConfig.from_dict(d))
+    d["contrastive"]["forgetting"] = "none"
+    d["contrastive"]["fake_positive"] = "mirror"            # no flag: named by its config path
+    with pytest.raises(UserError, match=r"contrastive.fake_positive 'mirror' is not one of: none, augment, perturb\."):
+        validate(TrainConfig.from_dict(d))
+
+
+def test_configs_with_the_old_field_names_still_load():
+    """Training states and config.json written before the contrastive fields were renamed keep their values."""
+    from fakeclr.config import TrainConfig, method_config, preset_config
+    cfg = preset_config("tiny")
+    cfg.contrastive = method_config("insgen")
+    cfg.contrastive.z_norm_cap = 2.5
+    old = cfg.to_dict()
+    c = old["contrastive"]
+    for new, name in (("real_instance", "real"), ("fake_positive", "fake_view"), ("fake_on_g", "on_g"),
+                      ("z_norm_cap", "clip")):
+        c[name] = c.pop(new)
+    assert TrainConfig.from_dict(old) == cfg

@@ -131,7 +131,7 @@ def test_queue_rule_and_diversity():
 def test_noise_related_perturbation_statistics():
     torch.manual_seed(0)
     z = torch.tensor([[0.0, 0.5, -1.0, 2.0, -5.0]])
-    pert = LatentPerturbation("noise", lam=0.1, clip=3.0)
+    pert = LatentPerturbation("noise", lam=0.1, norm_cap=3.0)
     eps = torch.stack([pert(z) - z for _ in range(40000)])[:, 0]   # [S, 5]
     expected = 0.1 * torch.tensor([0.0, 0.5, 1.0, 2.0, 3.0])        # lam * min(|z|, c)
     torch.testing.assert_close(eps.std(0), expected, rtol=0.02, atol=1e-6)
@@ -171,16 +171,16 @@ def test_each_method_has_exactly_its_terms(tmp_path, method):
     state = ckpt.load_state(out["state"])
     modules = set(state["method"]["modules"])
     cfg = method_config(method)
-    assert ("real_queue" in modules) == cfg.real and ("fake_queue" in modules) == (cfg.fake_view != "none")
+    assert ("real_queue" in modules) == cfg.real_instance and ("fake_queue" in modules) == (cfg.fake_positive != "none")
     assert ("D_ema" in modules) == (method != "ada")
 
 
 def test_method_configs_match_the_paper():
     f = method_config("fakeclr")
-    assert (f.real, f.fake_view, f.perturbation, f.on_g, f.forgetting) == (False, "perturb", "noise", True, "paper")
-    assert (f.lw_fake, f.lw_fake_on_g, f.tau, f.tau_m, f.lam, f.clip) == (1.0, 0.1, 0.2, 0.01, 0.1, 3.0)
+    assert (f.real_instance, f.fake_positive, f.perturbation, f.fake_on_g, f.forgetting) == (False, "perturb", "noise", True, "paper")
+    assert (f.lw_fake, f.lw_fake_on_g, f.tau, f.tau_m, f.lam, f.z_norm_cap) == (1.0, 0.1, 0.2, 0.01, 0.1, 3.0)
     i = method_config("insgen")
-    assert (i.real, i.fake_view, i.perturbation, i.on_g, i.radius) == (True, "perturb", "fixed", True, 0.15)
+    assert (i.real_instance, i.fake_positive, i.perturbation, i.fake_on_g, i.radius) == (True, "perturb", "fixed", True, 0.15)
     assert (i.lw_real, i.lw_fake, i.lw_fake_on_g) == (1.0, 1.0, 0.1)
 
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import (AUGMENTATIONS, METHODS, PRESETS, TrainConfig, method_config, preset_config, resolve_auto,
-                     validate)
+from .config import (PRESETS, TrainConfig, get_option, method_config, options, preset_config, resolve_auto,
+                     set_option, validate)
 from .errors import UserError
 
 
@@ -27,126 +27,79 @@ def _subset(text: str) -> int | float:
     return value
 
 
+# How a flag's text becomes its field's value, where that is not the field's own type.
+_PARSE = {"data.subset": _subset, "metrics": str}
+_SECTION_TITLES = {"": "Training run"}
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a GAN (StyleGAN2 + data-efficient augmentation)",
                        description="Train a StyleGAN2 on a folder, a zip archive or the embedded LFW faces. "
                                    "A run directory that holds a training state is continued automatically.")
-    p.add_argument("--data", help="image folder, zip archive, or 'lfw' (the embedded default: 100 LFW faces)")
     p.add_argument("--preset", default="lfw-demo", choices=list(PRESETS), help="named configuration (default: lfw-demo)")
     p.add_argument("--outdir", default="runs/demo", help="run directory (default: runs/demo)")
     p.add_argument("--resume", help="training-state-*.pt file or run directory to continue from")
     p.add_argument("--init", metavar="NETWORK", help="start a new run from a pretrained network: a fakeclr "
                    "network-snapshot-*.safetensors or a StyleGAN2-ADA / InsGen / FakeCLR .pkl (its architecture "
                    "and weights; kimg, optimizers and queues start fresh)")
-    p.add_argument("--freeze-d", type=int, help="FreezeD: keep D's first N layers from the top resolution fixed "
-                                                "(StyleGAN2-ADA's --freezed count; default 0)")
-    p.add_argument("--kimg", type=float, help="training length in thousands of real images")
-    p.add_argument("--batch", type=int, help="total batch size over all processes")
-    p.add_argument("--aug", choices=AUGMENTATIONS, help="augmentation: ada (adaptive p), ada-linear, fixed (needs --p), "
-                                                         "diffaugment, apa, none")
-    p.add_argument("--p", type=float, help="augmentation probability for --aug fixed (initial p otherwise)")
-    p.add_argument("--target", type=float, help="ADA/APA target of E[sign(D(real))]; ADA-linear's final p")
-    p.add_argument("--ada-kimg", type=float, help="kimg for an adaptive p (--aug ada, apa) to move by 1 "
-                                                  "(StyleGAN2-ADA's ada_kimg; default 500)")
-    p.add_argument("--augpipe", help="ADA pipeline preset: blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, bgcfn, bgcfnc")
-    p.add_argument("--diffaugment", help="DiffAugment policy, e.g. color,translation,cutout")
-    p.add_argument("--gamma", type=float, help="R1 regularisation weight")
-    p.add_argument("--pl-weight", type=float, help="path-length regularisation weight (0 disables)")
-    p.add_argument("--lr", type=float, help="Adam learning rate of G and D")
-    p.add_argument("--ema-kimg", type=float, help="half-life of G_ema in kimg")
-    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None, help="add x-flipped copies of the data")
-    p.add_argument("--resolution", type=int, help="training resolution (a power of two)")
-    p.add_argument("--fp16-res", type=int, help="mixed precision: the N highest resolutions of G and D in fp16 on "
-                                                "CUDA, with conv clamp 256 (StyleGAN2-ADA; default 4 in the GPU "
-                                                "presets, 0 in tiny and lfw-demo; CPU runs stay fp32)")
-    p.add_argument("--nhwc", action=argparse.BooleanOptionalAction, default=None,
-                   help="channels-last activations in the fp16 blocks (StyleGAN2-ADA's --nhwc)")
-    p.add_argument("--channels", type=int, choices=(1, 3), help="image channels")
-    p.add_argument("--subset", type=_subset, help="use a fixed subset: a count (>= 1) or a fraction (< 1)")
-    p.add_argument("--subset-seed", type=int, help="which images --subset picks (default 0; independent of --seed, "
-                                                   "so a seed sweep trains on the same images)")
-    p.add_argument("--cond", action="store_true", help="condition on the labels of dataset.json")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
-    p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--snap", type=float, help="kimg between snapshots (sample grid + checkpoints)")
-    p.add_argument("--tick", type=float, help="kimg between status lines")
-    c = p.add_argument_group("contrastive methods (FakeCLR and its baselines)")
-    c.add_argument("--method", choices=METHODS, help="ada (no contrastive term), instance-real, instance-fake, "
-                                                     "instance-perturbation, insgen, fakeclr")
-    c.add_argument("--perturbation", choices=("noise", "fixed"), help="latent perturbation of the positive view: "
-                   "noise-related (FakeCLR) or fixed radius (InsGen)")
-    c.add_argument("--forgetting", choices=("paper", "official", "none"),
-                   help="forgetting factor of the fake queue: paper (supp. Eq. 1), official (released code: m=1), none")
-    c.add_argument("--queue-size", type=int, help="fix the fake queue size (default: diversity-aware)")
-    c.add_argument("--queue-sizer", choices=("dataset", "generated"), help="diversity-aware queue size rule")
-    c.add_argument("--cl-on-g", action=argparse.BooleanOptionalAction, default=None,
-                   help="also train G with the fake contrastive loss")
-    c.add_argument("--lw-real", type=float, help="weight of the real instance loss")
-    c.add_argument("--lw-fake", type=float, help="weight of the fake instance loss")
-    c.add_argument("--lw-fake-on-g", type=float, help="weight of the fake contrastive loss on G")
-    c.add_argument("--tau", type=float, help="InfoNCE temperature")
-    c.add_argument("--tau-m", type=float, help="forgetting-factor temperature")
-    c.add_argument("--mixing", choices=("shared", "independent"),
-                   help="style mixing of the two fake views: shared (default) or independent (released code)")
-    c.add_argument("--real-in-fake-queue", choices=("none", "start", "half"),
-                   help="FakeCLR Table 5: half of the fake queue from real images from the start (A) or half-way (B)")
-    c.add_argument("--reuse-forward", action=argparse.BooleanOptionalAction, default=None,
-                   help="queries reuse the adversarial D forward (default); --no-reuse-forward runs D again")
-    p.add_argument("--metrics", help="metrics at every snapshot, e.g. fid5k_full,kid5k_full (see fakeclr metrics --list)")
-    p.add_argument("--metrics-num-gen", type=int, help="generated images per snapshot metric (fewer for CPU runs; "
-                   "results are then named by this count, e.g. fid500_full)")
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
+    # Every other flag is a config field: its spelling, help and choices live in fakeclr.config (option()).
+    groups = {"": p.add_argument_group(_SECTION_TITLES[""])}
+    for opt in options():
+        if opt.section not in groups:
+            title = _SECTION_TITLES.get(opt.section) or _section_doc(opt.section)
+            groups[opt.section] = p.add_argument_group(title)
+        kwargs = dict(dest=opt.path, default=None, help=opt.help)
+        if opt.type is bool:
+            kwargs["action"] = "store_const" if opt.switch else argparse.BooleanOptionalAction
+            if opt.switch:
+                kwargs["const"] = True
+        else:
+            kwargs["type"] = _PARSE.get(opt.path, opt.type)
+            if opt.choices:
+                kwargs["choices"] = opt.choices
+            else:
+                kwargs["metavar"] = opt.flag.lstrip("-").upper().replace("-", "_")
+        groups[opt.section].add_argument(opt.flag, **kwargs)
     p.set_defaults(run=_run_train)
 
 
+def _section_doc(section: str) -> str:
+    """A config section's title for --help: the first line of its dataclass docstring."""
+    cls = type(get_option(TrainConfig(), section))
+    return (cls.__doc__ or section).strip().splitlines()[0].rstrip(".")
+
+
 def build_train_config(args, world_size: int = 1) -> TrainConfig:
-    """The :class:`TrainConfig` for ``fakeclr train`` arguments: the preset, then the flags on top."""
+    """The :class:`TrainConfig` for ``fakeclr train`` arguments: the preset, then the flags given on top of it
+    (data flags first, since the ``auto`` preset follows the data; then ``--method``, which replaces the
+    contrastive section; then the rest)."""
     cfg = preset_config(args.preset)
+    given = {opt.path: getattr(args, opt.path) for opt in options() if getattr(args, opt.path, None) is not None}
+    for path in [p for p in given if p.startswith("data.")]:
+        set_option(cfg, path, given.pop(path))
     d = cfg.data
-    if args.data is not None:
-        d.source = args.data
-    for flag, obj, field in (("resolution", d, "resolution"), ("channels", d, "channels"), ("mirror", d, "mirror"),
-                             ("subset", d, "subset"), ("subset_seed", d, "subset_seed")):
-        if getattr(args, flag) is not None:
-            setattr(obj, field, getattr(args, flag))
-    d.skip_bad = d.skip_bad or args.skip_bad
-    d.use_labels = d.use_labels or args.cond
     if cfg.preset == "auto" or d.resolution is None or d.channels is None:
         from .data import probe_dataset                    # image headers only; train() decodes the data once
         d.resolution, d.channels = probe_dataset(d.source, resolution=d.resolution, channels=d.channels,
                                                  subset=d.subset, subset_seed=d.subset_seed, skip_bad=d.skip_bad)
         if cfg.preset == "auto":
             resolve_auto(cfg, d.resolution, world_size)
-    flags = {"kimg": (cfg, "kimg"), "batch": (cfg, "batch"), "seed": (cfg, "seed"), "snap": (cfg, "snapshot_kimg"),
-             "tick": (cfg, "tick_kimg"), "ema_kimg": (cfg, "ema_kimg"), "gamma": (cfg.loss, "r1_gamma"),
-             "pl_weight": (cfg.loss, "pl_weight"), "lr": (cfg.optim, "lr"), "freeze_d": (cfg.optim, "freeze_d"),
-             "fp16_res": (cfg.network, "num_fp16_res"), "nhwc": (cfg.network, "fp16_channels_last"), "aug": (cfg.augment, "kind"),
-             "p": (cfg.augment, "p"), "target": (cfg.augment, "target"), "ada_kimg": (cfg.augment, "speed_kimg"),
-             "augpipe": (cfg.augment, "pipe"),
-             "diffaugment": (cfg.augment, "diffaugment_policy")}
-    if args.metrics is not None:
+    if "contrastive.method" in given:
+        cfg.contrastive = method_config(given.pop("contrastive.method"))
+    if "metrics" in given:
         from .metrics.registry import parse_metric_names
-        cfg.metrics = parse_metric_names(args.metrics) if args.metrics.strip().lower() != "none" else []
-    if args.metrics_num_gen is not None:
-        cfg.metrics_num_gen = args.metrics_num_gen
-    if args.method is not None:
-        cfg.contrastive = method_config(args.method)
-    cl = cfg.contrastive
-    flags.update({"perturbation": (cl, "perturbation"), "forgetting": (cl, "forgetting"),
-                  "queue_size": (cl, "queue_size"), "queue_sizer": (cl, "queue_sizer"), "cl_on_g": (cl, "on_g"),
-                  "lw_real": (cl, "lw_real"), "lw_fake": (cl, "lw_fake"), "lw_fake_on_g": (cl, "lw_fake_on_g"),
-                  "tau": (cl, "tau"), "tau_m": (cl, "tau_m"), "mixing": (cl, "mixing"),
-                  "real_in_fake_queue": (cl, "real_in_fake_queue"), "reuse_forward": (cl, "reuse_forward")})
-    for flag, (obj, field) in flags.items():
-        if getattr(args, flag) is not None:
-            setattr(obj, field, getattr(args, flag))
-    if cfg.augment.kind == "fixed" and args.p is None:
+        text = given.pop("metrics")
+        cfg.metrics = [] if text.strip().lower() == "none" else parse_metric_names(text)
+    for path, value in given.items():
+        set_option(cfg, path, value)
+    if cfg.augment.kind == "fixed" and "augment.p" not in given:
         raise UserError("--aug fixed needs --p (the constant augmentation probability).")
-    if args.fp16_res is not None and d.resolution is not None:
+    if "network.num_fp16_res" in given and d.resolution is not None:
         from .nn.generator import check_num_fp16_res
-        check_num_fp16_res(args.fp16_res, d.resolution)
+        check_num_fp16_res(cfg.network.num_fp16_res, d.resolution)
     if getattr(args, "init", None):
         from .tools.finetune import apply_init, resolve_init
         apply_init(cfg, resolve_init(args.init, None if args.dry_run else args.outdir))

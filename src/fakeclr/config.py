@@ -13,29 +13,63 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, check_resolution
 
+# The choices of the options below that the library's parts also check (one place for each list).
 AUGMENTATIONS = ("ada", "ada-linear", "fixed", "diffaugment", "apa", "none")
+PERTURBATIONS = ("noise", "fixed")              # latent perturbation of a fake's positive view
+FORGETTING_MODES = ("paper", "official", "none")  # forgetting factor of the fake queue
+QUEUE_SIZERS = ("dataset", "generated")         # diversity-aware queue size rules
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str | None = None, flag: str | None = None, choices: tuple | None = None,
+           switch: bool = False, default_factory: Any = dataclasses.MISSING):
+    """A config field that is also a ``fakeclr train`` flag: the one place for its spelling, help and choices.
+
+    A field with ``help`` is a flag; ``flag`` defaults to ``--`` + the field name with dashes. ``choices`` are
+    checked by :func:`validate` (for flags and config files alike) and offered by the parser. ``switch`` makes a
+    boolean an on-only flag (``--cond``) instead of ``--x/--no-x``."""
+    meta = {"help": help, "flag": flag, "choices": choices, "switch": switch}
+    return field(default=default, default_factory=default_factory, metadata={"option": meta})
+
+
+@dataclass(frozen=True)
+class Option:
+    """One training option as the CLI sees it: the field's dotted ``path`` in :class:`TrainConfig` (``loss.r1_gamma``),
+    its ``flag``, ``help``, ``choices``, value ``type`` (int, float, str, bool, list) and ``switch``."""
+    path: str
+    flag: str
+    help: str
+    choices: tuple | None
+    type: type
+    switch: bool
+    section: str            # the dataclass that holds it ("" for TrainConfig itself)
 
 
 @dataclass
 class DataConfig:
-    source: str = "lfw"            # folder, zip, or "lfw" (the embedded default: 100 LFW faces, 32x32 grayscale)
-    resolution: int | None = None  # None = the data's own resolution
-    channels: int | None = None    # None = decided by the data (1 if every image is grayscale, else 3)
-    mirror: bool = False           # x-flip copies double the data set
-    subset: float | None = None    # a count (>= 1) or a fraction (< 1) of the images, picked with subset_seed
-    subset_seed: int = 0
-    skip_bad: bool = False         # skip unreadable images instead of stopping
-    use_labels: bool = False       # condition G and D on dataset.json labels
+    """Training data."""
+    source: str = option("lfw", flag="--data", help="image folder, zip archive, or 'lfw' (the embedded default: "
+                         "100 LFW faces, 32x32 grayscale)")
+    resolution: int | None = option(None, help="training resolution (a power of two; default: the data's own)")
+    channels: int | None = option(None, choices=(1, 3), help="image channels (default: 1 if every image is "
+                                                             "grayscale, else 3)")
+    mirror: bool = option(False, help="add x-flipped copies of the data")
+    subset: float | None = option(None, help="use a fixed subset: a count (>= 1) or a fraction (< 1) of the "
+                                             "images, picked with --subset-seed")
+    subset_seed: int = option(0, help="which images --subset picks (default 0; independent of --seed, so a seed "
+                                      "sweep trains on the same images)")
+    skip_bad: bool = option(False, switch=True, help="skip unreadable images instead of stopping")
+    use_labels: bool = option(False, flag="--cond", switch=True, help="condition on the labels of dataset.json")
 
 
 @dataclass
 class NetworkConfig:
+    """Architecture of G and D (StyleGAN2)."""
     z_dim: int = 512
     w_dim: int = 512
     mapping_layers: int = 8
@@ -43,18 +77,23 @@ class NetworkConfig:
     channel_max: int = 512
     conv_clamp: int | None = 256
     mbstd_group_size: int = 4
-    num_fp16_res: int = 0          # mixed precision (StyleGAN2-ADA): the N highest resolutions of G and D in fp16 on
-                                   # CUDA; capped at the network's resolution count (4x4 and 8x8 stay fp32)
-    fp16_channels_last: bool = False   # channels-last activations in those blocks (StyleGAN2-ADA's --nhwc)
+    # Mixed precision (StyleGAN2-ADA): 4x4 and 8x8 stay fp32 whatever the count.
+    num_fp16_res: int = option(0, flag="--fp16-res", help="mixed precision: the N highest resolutions of G and D in "
+                               "fp16 on CUDA, with conv clamp 256 (StyleGAN2-ADA; default 4 in the GPU presets, 0 in "
+                               "tiny and lfw-demo; CPU runs stay fp32)")
+    fp16_channels_last: bool = option(False, flag="--nhwc", help="channels-last activations in the fp16 blocks "
+                                                                 "(StyleGAN2-ADA's --nhwc)")
 
 
 @dataclass
 class LossConfig:
-    r1_gamma: float = 1.0
+    """Losses and regularisation."""
+    r1_gamma: float = option(1.0, flag="--gamma", help="R1 regularisation weight")
     r1_interval: int = 16          # lazy R1 (StyleGAN2 Sec. 3.1): every N iterations with the gain N; 0 or 1 =
                                    # every iteration, in its own Dreg phase (a second D optimizer step per
                                    # iteration, not StyleGAN2-ADA's single fused "Dboth" step)
-    pl_weight: float = 2.0         # path-length regularisation weight (FakeCLR Table 3 compares 2, 5, 10)
+    pl_weight: float = option(2.0, help="path-length regularisation weight (0 disables; FakeCLR Table 3 compares "
+                                        "2, 5, 10)")
     pl_interval: int = 4
     pl_batch_shrink: int = 2
     pl_decay: float = 0.01
@@ -63,12 +102,14 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = 0.0025             # Adam, the same for G and D (StyleGAN2-ADA)
+    """Optimisers."""
+    lr: float = option(0.0025, help="Adam learning rate of G and D")
     beta1: float = 0.0
     beta2: float = 0.99
     eps: float = 1e-8
-    freeze_d: int = 0              # FreezeD (Mo et al. 2020): D's first N layers from the top resolution stay fixed,
-                                   # counted as StyleGAN2-ADA's --freezed (fromrgb, conv0, conv1, skip per block)
+    # FreezeD (Mo et al. 2020), layers counted as StyleGAN2-ADA's --freezed (fromrgb, conv0, conv1, skip per block).
+    freeze_d: int = option(0, help="FreezeD: keep D's first N layers from the top resolution fixed (StyleGAN2-ADA's "
+                                   "--freezed count; default 0)")
 
 
 @dataclass
@@ -86,64 +127,76 @@ class InitConfig:
 
 @dataclass
 class AugmentConfig:
-    kind: str = "ada"              # one of AUGMENTATIONS
-    pipe: str = "bgc"              # ADA pipeline preset (blit, geom, color, bg, bgc, bgcf, bgcfn, bgcfnc, ...)
-    target: float = 0.6            # ADA / APA target of E[sign(D(real))]; ADA-linear's final p
-    p: float = 0.0                 # initial p (adaptive), or the constant p (fixed)
+    """Data-efficient augmentation of D's inputs."""
+    kind: str = option("ada", flag="--aug", choices=AUGMENTATIONS, help="augmentation: ada (adaptive p), ada-linear, "
+                       "fixed (needs --p), diffaugment, apa, none")
+    pipe: str = option("bgc", flag="--augpipe", help="ADA pipeline preset: blit, geom, color, filter, noise, cutout, "
+                       "bg, bgc, bgcf, bgcfn, bgcfnc")
+    target: float = option(0.6, help="ADA/APA target of E[sign(D(real))]; ADA-linear's final p")
+    p: float = option(0.0, help="augmentation probability for --aug fixed (initial p otherwise)")
     interval: int = 4              # iterations between p updates
-    speed_kimg: float = 500.0      # kimg for p to move by 1 (adaptive)
-    diffaugment_policy: str = "color,translation,cutout"
+    speed_kimg: float = option(500.0, flag="--ada-kimg", help="kimg for an adaptive p (--aug ada, apa) to move by 1 "
+                               "(StyleGAN2-ADA's ada_kimg; default 500)")
+    diffaugment_policy: str = option("color,translation,cutout", flag="--diffaugment",
+                                     help="DiffAugment policy, e.g. color,translation,cutout")
 
 
-METHODS = ("ada", "instance-real", "instance-fake", "instance-perturbation", "insgen", "fakeclr")
+# Methods of the paper's comparison (FakeCLR Table 1/2) as presets of ContrastiveConfig.
+METHOD_PRESETS: dict[str, dict[str, Any]] = {
+    "ada": dict(),
+    "instance-real": dict(real_instance=True),
+    "instance-fake": dict(fake_positive="augment"),
+    "instance-perturbation": dict(fake_positive="perturb", perturbation="fixed"),
+    # InsGen (Yang et al. 2021): real + fake-perturbation instance discrimination, and the fake term on G.
+    "insgen": dict(real_instance=True, fake_positive="perturb", perturbation="fixed", fake_on_g=True),
+    # FakeCLR: contrastive learning only on perturbed fakes, noise-related augmentation, diversity-aware queue,
+    # forgetting factor, and the term on G.
+    "fakeclr": dict(fake_positive="perturb", perturbation="noise", fake_on_g=True, forgetting="paper",
+                    queue_sizer="dataset"),
+}
 
 
 @dataclass
 class ContrastiveConfig:
-    """The contrastive family on top of the GAN (FakeCLR Sec. 3-4). ``method`` picks a preset of the fields below
-    (:data:`METHOD_PRESETS`); any field can then be changed on its own for ablations."""
-    method: str = "ada"
-    real: bool = False                  # Instance-real: real-image instance discrimination (real head + queue)
-    fake_view: str = "none"             # positive of a fake: "none" (no fake term), "augment" (2nd augmentation of
-                                        # the same fake: Instance-fake) or "perturb" (G(z + eps))
-    perturbation: str = "noise"         # "noise": eps = n * lam * min(|z|, clip) (FakeCLR); "fixed": radius * n
-    lam: float = 0.1
-    clip: float = 3.0
-    radius: float = 0.15
-    on_g: bool = False                  # the fake contrastive term also trains G (InsGen, FakeCLR)
-    lw_real: float = 1.0
-    lw_fake: float = 1.0
-    lw_fake_on_g: float = 0.1
-    tau: float = 0.2                    # InfoNCE temperature
-    tau_m: float = 0.01                 # forgetting-factor temperature (supp. Eq. 1)
-    forgetting: str = "none"            # "paper" | "official" (m_i = 1, the released behaviour) | "none"
-    queue_size: int | None = None       # fixed fake-queue size; None = from queue_sizer
-    queue_sizer: str = "dataset"        # "dataset" (5% of the images, x2 mirrored) | "generated" (follows diversity)
+    """Contrastive methods (FakeCLR and its baselines; FakeCLR Sec. 3-4).
+
+    ``method`` picks a preset of the fields below (:data:`METHOD_PRESETS`); any field can then be changed on its
+    own for ablations."""
+    method: str = option("ada", choices=tuple(METHOD_PRESETS), help="ada (no contrastive term), instance-real, "
+                         "instance-fake, instance-perturbation, insgen, fakeclr")
+    # Instance-real: real-image instance discrimination (real head + real queue).
+    real_instance: bool = False
+    # The positive of a fake query: "none" (no fake term), "augment" (a 2nd augmentation of the same fake:
+    # Instance-fake) or "perturb" (G(z + eps): Instance-perturbation, InsGen, FakeCLR).
+    fake_positive: str = option("none", choices=("none", "augment", "perturb"))
+    perturbation: str = option("noise", choices=PERTURBATIONS, help="latent perturbation of the positive view: "
+                               "noise-related (FakeCLR) or fixed radius (InsGen)")
+    lam: float = 0.1                    # noise-related: eps = n * lam * min(|z|, z_norm_cap) (FakeCLR Sec. 4.1)
+    z_norm_cap: float = 3.0
+    radius: float = 0.15                # fixed: eps = radius * n (InsGen)
+    fake_on_g: bool = option(False, flag="--cl-on-g", help="also train G with the fake contrastive loss")
+    lw_real: float = option(1.0, help="weight of the real instance loss")
+    lw_fake: float = option(1.0, help="weight of the fake instance loss")
+    lw_fake_on_g: float = option(0.1, help="weight of the fake contrastive loss on G")
+    tau: float = option(0.2, help="InfoNCE temperature")
+    tau_m: float = option(0.01, help="forgetting-factor temperature")
+    forgetting: str = option("none", choices=FORGETTING_MODES, help="forgetting factor of the fake "
+                             "queue: paper (supp. Eq. 1), official (released code: m=1), none")
+    queue_size: int | None = option(None, help="fix the fake queue size (default: diversity-aware)")
+    queue_sizer: str = option("dataset", choices=QUEUE_SIZERS, help="diversity-aware queue size rule: "
+                              "dataset (5 percent of the images, x2 mirrored) or generated (follows diversity)")
     queue_fraction: float = 0.05
     queue_min: int = 16
     queue_max: int | None = None        # "generated" sizer's upper bound; None = the dataset rule's size
     real_queue_size: int | None = None  # None = the dataset rule
     head_dim: int = 128
     momentum: float = 0.999             # D_ema and momentum heads
-    mixing: str = "shared"              # style mixing of the two fake views: "shared" cutoff and second latent, or
-                                        # "independent" (the released code)
-    real_in_fake_queue: str = "none"    # Table 5: "start" (Config A) or "half" (Config B): half the enqueued keys
-                                        # of the fake queue come from real images
-    reuse_forward: bool = True          # queries reuse the adversarial D forward of the same phase (cost, Table 1)
-
-
-# Methods of the paper's comparison (FakeCLR Table 1/2) as presets of ContrastiveConfig.
-METHOD_PRESETS: dict[str, dict[str, Any]] = {
-    "ada": dict(),
-    "instance-real": dict(real=True),
-    "instance-fake": dict(fake_view="augment"),
-    "instance-perturbation": dict(fake_view="perturb", perturbation="fixed"),
-    # InsGen (Yang et al. 2021): real + fake-perturbation instance discrimination, and the fake term on G.
-    "insgen": dict(real=True, fake_view="perturb", perturbation="fixed", on_g=True),
-    # FakeCLR: contrastive learning only on perturbed fakes, noise-related augmentation, diversity-aware queue,
-    # forgetting factor, and the term on G.
-    "fakeclr": dict(fake_view="perturb", perturbation="noise", on_g=True, forgetting="paper", queue_sizer="dataset"),
-}
+    mixing: str = option("shared", choices=("shared", "independent"), help="style mixing of the two fake views: "
+                         "shared (default) or independent (released code)")
+    real_in_fake_queue: str = option("none", choices=("none", "start", "half"), help="FakeCLR Table 5: half of the "
+                                     "fake queue from real images from the start (A) or half-way (B)")
+    reuse_forward: bool = option(True, help="queries reuse the adversarial D forward (default; FakeCLR Table 1 cost); "
+                                            "--no-reuse-forward runs D again")
 
 
 def method_config(name: str) -> ContrastiveConfig:
@@ -154,6 +207,7 @@ def method_config(name: str) -> ContrastiveConfig:
 
 @dataclass
 class TrainConfig:
+    """One training run: the sections above plus its length, batch, EMA, intervals, metrics and seed."""
     preset: str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -162,15 +216,17 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     init: InitConfig = field(default_factory=InitConfig)
-    kimg: float = 25000.0          # training length, thousands of real images shown to D
-    batch: int = 32                # total over all processes
-    ema_kimg: float = 10.0         # half-life of G_ema, kimg
+    kimg: float = option(25000.0, help="training length in thousands of real images")
+    batch: int = option(32, help="total batch size over all processes")
+    ema_kimg: float = option(10.0, help="half-life of G_ema in kimg")
     ema_rampup: float | None = 0.05
-    tick_kimg: float = 4.0         # status line, stats.jsonl and TensorBoard every tick
-    snapshot_kimg: float = 200.0   # sample grid, network snapshot and training state
-    metrics: list[str] = field(default_factory=list)   # computed on G_ema at every snapshot (fakeclr.metrics)
-    metrics_num_gen: int | None = None                  # generated images per metric; None = the metric's own
-    seed: int = 0
+    tick_kimg: float = option(4.0, flag="--tick", help="kimg between status lines (stats.jsonl, TensorBoard)")
+    snapshot_kimg: float = option(200.0, flag="--snap", help="kimg between snapshots (sample grid + checkpoints)")
+    metrics: list[str] = option(default_factory=list, help="metrics on G_ema at every snapshot, e.g. "
+                                "fid5k_full,kid5k_full, or none (see fakeclr metrics --list)")
+    metrics_num_gen: int | None = option(None, help="generated images per snapshot metric (fewer for CPU runs; "
+                                         "results are then named by this count, e.g. fid500_full)")
+    seed: int = option(0, help="random seed")
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -184,23 +240,87 @@ class TrainConfig:
         return _from_dict(cls, d)
 
 
+# Fields renamed since configs were first written: (class, old name) -> new name. Older config.json files and
+# training states load with their values moved to the new names.
+_RENAMED = {("ContrastiveConfig", "real"): "real_instance", ("ContrastiveConfig", "fake_view"): "fake_positive",
+            ("ContrastiveConfig", "on_g"): "fake_on_g", ("ContrastiveConfig", "clip"): "z_norm_cap"}
+
+
+def _section_types(cls) -> dict[str, type]:
+    """The fields of ``cls`` that are config dataclasses themselves, by name."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])}
+
+
 def _from_dict(cls, d: dict[str, Any]):
     """Rebuild a (nested) dataclass from :func:`dataclasses.asdict` output; unknown keys are an error."""
     kwargs = {}
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls)}
+    sections = _section_types(cls)
     for key, value in d.items():
-        if key not in fields:
+        key = _RENAMED.get((cls.__name__, key), key)
+        if key not in names:
             raise UserError(f"Unknown configuration field '{key}' for {cls.__name__}; the file was written by "
                             "another version of fakeclr.")
-        sub = _DATACLASS_FIELDS.get((cls.__name__, key))
-        kwargs[key] = _from_dict(sub, value) if sub is not None else value
+        kwargs[key] = _from_dict(sections[key], value) if key in sections else value
     return cls(**kwargs)
 
 
-_DATACLASS_FIELDS = {("TrainConfig", "data"): DataConfig, ("TrainConfig", "network"): NetworkConfig,
-                     ("TrainConfig", "loss"): LossConfig, ("TrainConfig", "optim"): OptimConfig,
-                     ("TrainConfig", "augment"): AugmentConfig, ("TrainConfig", "contrastive"): ContrastiveConfig,
-                     ("TrainConfig", "init"): InitConfig}
+def _value_type(hint) -> type:
+    """``int | None`` -> int, ``list[str]`` -> list, ``bool`` -> bool."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is list:
+        return list
+    return args[0] if args else hint
+
+
+def options(cls=None, prefix: str = "") -> list[Option]:
+    """Every training option (a field declared with :func:`option` and a ``help``), section by section, in the
+    order of the dataclasses: the CLI builds its flags from this list."""
+    cls = TrainConfig if cls is None else cls
+    hints, sections, out = typing.get_type_hints(cls), _section_types(cls), []
+    for f in dataclasses.fields(cls):
+        path = prefix + f.name
+        if f.name in sections:
+            out += options(sections[f.name], path + ".")
+            continue
+        meta = f.metadata.get("option")
+        if meta is None or meta["help"] is None:
+            continue
+        out.append(Option(path, meta["flag"] or "--" + f.name.replace("_", "-"), meta["help"], meta["choices"],
+                          _value_type(hints[f.name]), meta["switch"], prefix.rstrip(".")))
+    return out
+
+
+def _choice_fields(cls=None, prefix: str = ""):
+    """``(path, choices, flag or None)`` of every field with fixed choices (``None`` among them where the field
+    may be unset)."""
+    cls = TrainConfig if cls is None else cls
+    sections, hints = _section_types(cls), typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in sections:
+            yield from _choice_fields(sections[f.name], prefix + f.name + ".")
+        elif f.metadata.get("option", {}).get("choices"):
+            meta = f.metadata["option"]
+            flag = (meta["flag"] or "--" + f.name.replace("_", "-")) if meta["help"] else None
+            optional = type(None) in typing.get_args(hints[f.name])
+            yield prefix + f.name, meta["choices"] + ((None,) if optional else ()), flag
+
+
+def get_option(cfg: "TrainConfig", path: str) -> Any:
+    obj = cfg
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def set_option(cfg: "TrainConfig", path: str, value: Any) -> None:
+    """Set the field at dotted ``path`` (``loss.r1_gamma``) of ``cfg``."""
+    *sections, name = path.split(".")
+    obj = cfg
+    for part in sections:
+        obj = getattr(obj, part)
+    setattr(obj, name, value)
 
 
 # ---------------------------------------------------------------------------------------------------- presets
@@ -292,18 +412,15 @@ def preset_config(name: str) -> TrainConfig:
     return cfg
 
 
-def is_power_of_two(n: int) -> bool:
-    return n >= 4 and (n & (n - 1)) == 0
-
-
 def validate(cfg: TrainConfig, world_size: int = 1) -> None:
     """Check a resolved config; raise :class:`UserError` naming the flag at fault."""
-    if cfg.augment.kind not in AUGMENTATIONS:
-        raise UserError(f"Unknown augmentation '{cfg.augment.kind}' (--aug); choose one of: {', '.join(AUGMENTATIONS)}.")
-    res = cfg.data.resolution
-    if res is not None and not is_power_of_two(res):
-        lower = 2 ** int(math.floor(math.log2(max(res, 4))))
-        raise UserError(f"--resolution {res} is not a power of two; use {lower} or {lower * 2}.")
+    for path, choices, flag in _choice_fields():
+        value = get_option(cfg, path)
+        if value not in choices:
+            named = ", ".join(str(c) for c in choices if c is not None)
+            raise UserError(f"{flag or path} {value!r} is not one of: {named}.")
+    if cfg.data.resolution is not None:
+        check_resolution(cfg.data.resolution, "--resolution")
     if cfg.batch < 1 or cfg.batch % world_size != 0:
         raise UserError(f"--batch {cfg.batch} is not divisible by the number of processes ({world_size}); "
                         f"use a multiple of {world_size}.")
@@ -331,21 +448,10 @@ def validate(cfg: TrainConfig, world_size: int = 1) -> None:
     validate_contrastive(cfg.contrastive)
 
 
-_CHOICES = {"fake_view": ("none", "augment", "perturb"), "perturbation": ("noise", "fixed"),
-            "forgetting": ("paper", "official", "none"), "queue_sizer": ("dataset", "generated"),
-            "mixing": ("shared", "independent"), "real_in_fake_queue": ("none", "start", "half")}
-
-
 def validate_contrastive(c: "ContrastiveConfig") -> None:
-    if c.method not in METHOD_PRESETS:
-        raise UserError(f"Unknown method '{c.method}' (--method); choose one of: {', '.join(METHOD_PRESETS)}.")
-    for name, choices in _CHOICES.items():
-        if getattr(c, name) not in choices:
-            flag = "--" + name.replace("_", "-")
-            raise UserError(f"{flag} {getattr(c, name)!r} is not one of: {', '.join(choices)}.")
     if c.queue_size is not None and c.queue_size < 1:
         raise UserError(f"--queue-size must be at least 1 (got {c.queue_size}).")
     if c.tau <= 0 or c.tau_m <= 0:
         raise UserError("--tau and --tau-m must be positive.")
-    if c.real_in_fake_queue != "none" and c.fake_view == "none":
+    if c.real_in_fake_queue != "none" and c.fake_positive == "none":
         raise UserError("--real-in-fake-queue needs a fake contrastive term (a method with a fake queue, e.g. fakeclr).")

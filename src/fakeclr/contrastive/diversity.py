@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 
 from .. import dist
+from ..config import QUEUE_SIZERS
 
-QUEUE_SIZERS = ("dataset", "generated")
 
 
 def dataset_queue_size(num_images: int, mirror: bool, fraction: float = 0.05) -> int:

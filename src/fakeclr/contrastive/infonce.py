@@ -20,7 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-FORGETTING_MODES = ("paper", "official", "none")
+from ..config import FORGETTING_MODES
+
 
 
 def forgetting_weights(queue_iters: torch.Tensor, tau_m: float = 0.01, mode: str = "paper") -> torch.Tensor:

@@ -159,26 +159,26 @@ class ContrastiveMethod:
         base = dataset_queue_size(num_images, mirror, cfg.queue_fraction)
         self.sizer = QueueSizer(cfg.queue_sizer, base, fixed=cfg.queue_size, min_size=cfg.queue_min,
                                 max_size=cfg.queue_max)
-        if not (cfg.real or cfg.fake_view != "none"):
+        if not (cfg.real_instance or cfg.fake_positive != "none"):
             return
         gen = torch.Generator().manual_seed(0x5EED)      # queue initialisation independent of the global RNG
         self.D_ema = self._add("D_ema", momentum_copy(D), network=True)
         width = D.feature_channels
-        if cfg.real:
+        if cfg.real_instance:
             head = self._add("real_head", ProjectionHead(width, cfg.head_dim), trainable=True, network=True)
             keys = _KeyEncoder(self.D_ema, self._add("real_head_ema", momentum_copy(head), network=True))
             size = cfg.real_queue_size or base
             queue = self._add("real_queue", FeatureQueue(cfg.head_dim, size, generator=gen))
             self.terms.append(RealInstanceTerm(head, keys, queue, cfg))
-        if cfg.fake_view != "none":
+        if cfg.fake_positive != "none":
             head = self._add("fake_head", ProjectionHead(width, cfg.head_dim), trainable=True, network=True)
             keys = _KeyEncoder(self.D_ema, self._add("fake_head_ema", momentum_copy(head), network=True))
             queue = self._add("fake_queue", FeatureQueue(cfg.head_dim, self.sizer.initial_size(), generator=gen))
             perturb = None
-            if cfg.fake_view == "perturb":
-                perturb = LatentPerturbation(cfg.perturbation, lam=cfg.lam, clip=cfg.clip, radius=cfg.radius)
+            if cfg.fake_positive == "perturb":
+                perturb = LatentPerturbation(cfg.perturbation, lam=cfg.lam, norm_cap=cfg.z_norm_cap, radius=cfg.radius)
             self.terms.append(FakeInstanceTerm(head, keys, queue, cfg, perturb, self.sizer, total_nimg))
-            if cfg.on_g:
+            if cfg.fake_on_g:
                 self.terms.append(GeneratorContrastiveTerm(head, keys, queue, cfg))
         self._D = D
 

@@ -57,7 +57,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
-from fakeclr.errors import UserError
+from fakeclr.errors import UserError, check_resolution
 from fakeclr.data.embedded import DEFAULT_SOURCE, embedded_name, load_lfw
 
 __all__ = [
@@ -74,20 +74,6 @@ _SKIP_HINT = "pass --skip-bad (skip_bad=True) to skip unreadable images"
 
 # ----------------------------------------------------------------------------------------------------------------
 # Validation of user-facing settings.
-
-
-def check_resolution(resolution: int) -> int:
-    """``resolution`` as an int if it is a power of two >= 4, else ``UserError`` suggesting the nearest one."""
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)):
-        raise UserError(f"Resolution must be a whole number such as 64, got {resolution!r}.")
-    r = int(resolution)
-    if r < 4:
-        raise UserError(f"Resolution {r} is too small; use a power of two of at least 4, such as 32 or 64.")
-    if r & (r - 1):
-        lo = 1 << (r.bit_length() - 1)
-        nearest = lo if r - lo < 2 * lo - r else 2 * lo
-        raise UserError(f"Resolution {r} is not a power of two; use the nearest one, {nearest}.")
-    return r
 
 
 def check_channels(channels: int) -> int:

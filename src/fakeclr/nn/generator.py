@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, check_resolution
 from .layers import DEFAULT_FILTER, MappingNetwork, SynthesisBlock
 from .precision import fp16_resolution
 
@@ -34,9 +34,8 @@ def check_num_fp16_res(num_fp16_res: int, img_resolution: int) -> None:
 
 
 def _check_resolution(img_resolution: int, who: str) -> int:
-    if not isinstance(img_resolution, int) or img_resolution < 4 or img_resolution & (img_resolution - 1):
-        raise UserError(f"{who}: img_resolution must be a power of two >= 4, got {img_resolution!r}.")
-    return img_resolution.bit_length() - 1
+    """log2 of a valid ``img_resolution`` (:func:`~fakeclr.errors.check_resolution`'s rule)."""
+    return check_resolution(img_resolution, f"{who} img_resolution").bit_length() - 1
 
 
 class SynthesisNetwork(torch.nn.Module):
