@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -518,6 +519,37 @@ def test_results_are_filed_under_the_sample_count_used():
     assert metric_label("is5k", 16) == "is16"
     assert metric_label("ppl_wend", 100) == "ppl_wend"
     assert metric_label("continuity_z", 8) == "continuity_z"
+
+
+# Directions by what a result measures (written here, not read from the registry): distances and path
+# lengths fall as a GAN improves; precision, recall and the Inception Score rise; a spread is no score.
+_DIRECTION = {"fid": False, "kid": False, "ppl": False, "continuity": False, "precision": True, "recall": True,
+              "mean": True, "is": True, "pr": True, "std": None}
+
+
+def _expected_direction(key: str):
+    for part in reversed(key.split("_")):
+        if part in _DIRECTION:
+            return _DIRECTION[part]
+    return _DIRECTION[re.match(r"[a-z]+", key).group(0)]
+
+
+def test_every_result_key_has_the_direction_of_what_it_measures():
+    """The registry records each metric's direction; report reads it back for any sample count and part."""
+    from fakeclr.metrics.registry import FOLDER_METRICS, METRICS, MetricResult, higher_is_better, metric_label
+    keys = []
+    for name, metric in METRICS.items():
+        for num in (500, 1000, 50000):
+            label = metric_label(name, num)
+            parts = metric.keys or (metric.higher_is_better if isinstance(metric.higher_is_better, dict) else ())
+            keys += [label] + [f"{label}_{p}" for p in parts]
+    keys += [k for m in FOLDER_METRICS.values() for k in m.higher_is_better]
+    assert {"pr500_3_full_precision", "is1k_std", "continuity_w_lpips", "ppl2_wend", "is_mean"} <= set(keys)
+    for key in keys:
+        assert higher_is_better(key) is _expected_direction(key), key
+    assert higher_is_better("density") is None and higher_is_better("noise_fid1k_full") is None
+    rec = MetricResult("is1k", {"is1k_mean": 3.0, "is1k_std": 0.1}, 1000, 1.0, {"is1k_mean": True, "is1k_std": None})
+    assert rec.to_dict()["higher_is_better"] == {"is1k_mean": True}
 
 
 def test_metric_command_flags_are_frozen():

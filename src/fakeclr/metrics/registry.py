@@ -34,8 +34,9 @@ from .ppl import compared_size, lpips_distance_fn, perceptual_path_length
 from .precision_recall import precision_recall
 from .weights import load_inception, load_lpips
 
-__all__ = ["METRICS", "FOLDER_METRICS", "MetricContext", "MetricResult", "calc_metric", "compute_metrics",
-           "compute_folder_metrics", "append_metric_jsonl", "parse_metric_names", "metric_label"]
+__all__ = ["METRICS", "FOLDER_METRICS", "MetricContext", "FolderContext", "MetricResult", "calc_metric",
+           "compute_metrics", "compute_folder_metrics", "append_metric_jsonl", "parse_metric_names", "metric_label",
+           "higher_is_better"]
 
 
 @dataclass
@@ -85,14 +86,27 @@ class MetricContext:
         return self._memo[key]
 
 
+LOWER, HIGHER = False, True     # values of ``higher_is_better``; None: a number that is no score (a spread)
+
+
 @dataclass(frozen=True)
 class Metric:
-    """``fn(ctx, num)`` returns a number, a tuple (named by ``keys``) or a dict of numbers."""
+    """``fn(ctx, num)`` returns a number, a tuple (named by ``keys``) or a dict of numbers.
+
+    ``higher_is_better`` gives the direction of each result: one bool for a single number, or ``{key: bool or
+    None}`` for the named parts of a tuple or dict (``None``: not a score, e.g. a standard deviation)."""
 
     fn: Callable[[MetricContext, int], object]
     default_num: int
     description: str
     keys: tuple[str, ...] | None = None
+    higher_is_better: bool | dict[str, bool | None] = LOWER
+
+    def direction(self, part: str | None) -> bool | None:
+        """The direction of the result part ``part`` (``None`` for the single number)."""
+        if isinstance(self.higher_is_better, dict):
+            return self.higher_is_better.get(part) if part is not None else next(iter(self.higher_is_better.values()))
+        return self.higher_is_better
 
 
 def _fid(max_real):
@@ -139,22 +153,26 @@ def _cont(space, kind):
     return fn
 
 
+_PR_BETTER = {"precision": HIGHER, "recall": HIGHER}
+_IS_BETTER = {"mean": HIGHER, "std": None}
+_CONT_BETTER = {"pixel": LOWER, "above": LOWER, "lpips": LOWER}   # mean jumps along a path: smaller = smoother
+
 METRICS: dict[str, Metric] = {
     "fid50k_full": Metric(_fid(None), 50000, "FID, 50k generated vs all real images"),
     "fid5k_full": Metric(_fid(None), 5000, "FID, 5k generated vs all real images"),
     "kid50k_full": Metric(_kid, 50000, "KID, 50k generated vs all real, 100 subsets"),
     "kid5k_full": Metric(_kid, 5000, "KID, 5k generated vs all real, 100 subsets"),
-    "pr50k3_full": Metric(_pr, 50000, "precision/recall, k=3", ("precision", "recall")),
-    "pr5k3_full": Metric(_pr, 5000, "precision/recall, k=3", ("precision", "recall")),
-    "is50k": Metric(_is, 50000, "Inception Score, 10 splits", ("mean", "std")),
-    "is5k": Metric(_is, 5000, "Inception Score, 10 splits", ("mean", "std")),
+    "pr50k3_full": Metric(_pr, 50000, "precision/recall, k=3", ("precision", "recall"), _PR_BETTER),
+    "pr5k3_full": Metric(_pr, 5000, "precision/recall, k=3", ("precision", "recall"), _PR_BETTER),
+    "is50k": Metric(_is, 50000, "Inception Score, 10 splits", ("mean", "std"), _IS_BETTER),
+    "is5k": Metric(_is, 5000, "Inception Score, 10 splits", ("mean", "std"), _IS_BETTER),
     "ppl_zfull": Metric(_ppl("z", "full", True), 50000, "PPL in Z, full paths, crop"),
     "ppl_wfull": Metric(_ppl("w", "full", True), 50000, "PPL in W, full paths, crop"),
     "ppl_zend": Metric(_ppl("z", "end", True), 50000, "PPL in Z, path ends, crop"),
     "ppl_wend": Metric(_ppl("w", "end", True), 50000, "PPL in W, path ends, crop"),
     "ppl2_wend": Metric(_ppl("w", "end", False), 50000, "PPL in W, path ends, no crop"),
-    "continuity_z": Metric(_cont("z", "slerp"), 50, "latent continuity, Z slerp, 10 steps"),
-    "continuity_w": Metric(_cont("w", "lerp"), 50, "latent continuity, W lerp, 10 steps"),
+    "continuity_z": Metric(_cont("z", "slerp"), 50, "latent continuity, Z slerp, 10 steps", None, _CONT_BETTER),
+    "continuity_w": Metric(_cont("w", "lerp"), 50, "latent continuity, W lerp, 10 steps", None, _CONT_BETTER),
 }
 
 _COUNTED = re.compile(r"^(fid|kid|pr|is)(\d+k?)(\d?_full|)$")
@@ -183,9 +201,6 @@ def _result_keys(label: str, out, keys: tuple[str, ...] | None) -> dict[str, flo
     return {label: float(out)}
 
 
-FOLDER_METRICS = ("fid", "kid", "pr", "is")
-
-
 @dataclass
 class MetricResult:
     """One metric's results (``{key: value}``), its name, sample count and wall time in seconds."""
@@ -194,9 +209,14 @@ class MetricResult:
     results: dict[str, float]
     num: int
     seconds: float
+    higher_is_better: dict[str, bool | None] = field(default_factory=dict)   # by result key
 
     def to_dict(self) -> dict:
-        return {"metric": self.metric, "results": self.results, "num": self.num, "total_time": self.seconds}
+        out = {"metric": self.metric, "results": self.results, "num": self.num, "total_time": self.seconds}
+        known = {k: v for k, v in self.higher_is_better.items() if v is not None}
+        if known:
+            out["higher_is_better"] = known
+        return out
 
 
 def parse_metric_names(text: str | list[str], allowed=None) -> list[str]:
@@ -216,7 +236,8 @@ def calc_metric(name: str, ctx: MetricContext) -> MetricResult:
     label = metric_label(name, num)
     start = time.time()
     results = _result_keys(label, metric.fn(ctx, num), metric.keys)
-    return MetricResult(label, results, num, time.time() - start)
+    return MetricResult(label, results, num, time.time() - start,
+                        {key: metric.direction(key[len(label) + 1:] or None) for key in results})
 
 
 def compute_metrics(names, G, dataset, device="cpu", num_gen: int | None = None, seed: int = 0, batch: int = 32,
@@ -243,29 +264,95 @@ def append_metric_jsonl(run_dir, result: MetricResult, snapshot: str | None = No
     return path
 
 
+@dataclass
+class FolderContext:
+    """Two image folders (``fake`` generated, ``real`` reference) and their Inception features, computed once."""
+
+    real_dir: str | Path
+    fake_dir: str | Path
+    device: torch.device | str = "cpu"
+    batch: int = 32
+    seed: int = 0
+    progress: bool = True
+    _memo: dict = field(default_factory=dict)
+
+    def _memoised(self, key, make):
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+    def images(self, which: str):
+        return self._memoised(("images", which), lambda: read_folder(self.real_dir if which == "real" else self.fake_dir))
+
+    def features(self, which: str) -> torch.Tensor:
+        """Pool features ``[N, 2048]`` of all images of the ``"real"`` or ``"fake"`` folder."""
+        net = load_inception(self.device)
+        return self._memoised(("features", which), lambda: folder_features(
+            net.features, self.images(which), self.device, self.batch, f"{which} features", self.progress))
+
+    def fake_probabilities(self) -> torch.Tensor:
+        clf = load_inception(self.device, classifier=True)
+        return self._memoised("probabilities", lambda: folder_features(
+            clf.probabilities, self.images("fake"), self.device, self.batch, "fake probabilities", self.progress))
+
+
+@dataclass(frozen=True)
+class FolderMetric:
+    """``fn(ctx)`` returns ``{result key: value}``; ``higher_is_better`` by result key (None: no score)."""
+
+    fn: Callable[[FolderContext], dict[str, float]]
+    description: str
+    higher_is_better: dict[str, bool | None]
+
+
+FOLDER_METRICS: dict[str, FolderMetric] = {
+    "fid": FolderMetric(lambda c: {"fid": fid_from_features(c.features("real"), c.features("fake"))},
+                        "FID between the folders", {"fid": LOWER}),
+    "kid": FolderMetric(lambda c: {"kid": kernel_inception_distance(c.features("real"), c.features("fake"),
+                                                                    seed=c.seed)},
+                        "KID between the folders, 100 subsets", {"kid": LOWER}),
+    "pr": FolderMetric(lambda c: dict(zip(("precision", "recall"),
+                                          precision_recall(c.features("real"), c.features("fake"), k=3))),
+                       "precision/recall, k=3", {"precision": HIGHER, "recall": HIGHER}),
+    "is": FolderMetric(lambda c: dict(zip(("is_mean", "is_std"), inception_score(c.fake_probabilities()))),
+                       "Inception Score of the fake folder, 10 splits", {"is_mean": HIGHER, "is_std": None}),
+}
+
+
 def compute_folder_metrics(names, real_dir, fake_dir, device="cpu", batch: int = 32, seed: int = 0,
                            progress: bool = True) -> dict[str, float]:
     """``fid``, ``kid``, ``pr``, ``is`` between all images of two folders (``is`` uses the fake folder only).
 
     Images are fed at their own size; the detector resizes them to 299 px (StyleGAN2-ADA's protocol).
     """
-    names = parse_metric_names(names, FOLDER_METRICS)
+    ctx = FolderContext(real_dir, fake_dir, device, batch, seed, progress)
     out: dict[str, float] = {}
-    fake_imgs = read_folder(fake_dir)
-    needs_real = any(n != "is" for n in names)
-    if needs_real:
-        net = load_inception(device)
-        real = folder_features(net.features, read_folder(real_dir), device, batch, "real features", progress)
-        fake = folder_features(net.features, fake_imgs, device, batch, "fake features", progress)
-    for n in names:
-        if n == "fid":
-            out["fid"] = fid_from_features(real, fake)
-        elif n == "kid":
-            out["kid"] = kernel_inception_distance(real, fake, seed=seed)
-        elif n == "pr":
-            out["precision"], out["recall"] = precision_recall(real, fake, k=3)
-        elif n == "is":
-            clf = load_inception(device, classifier=True)
-            probs = folder_features(clf.probabilities, fake_imgs, device, batch, "fake probabilities", progress)
-            out["is_mean"], out["is_std"] = inception_score(probs)
+    for name in parse_metric_names(names, FOLDER_METRICS):
+        out.update(FOLDER_METRICS[name].fn(ctx))
     return out
+
+
+def _label_pattern(name: str) -> str:
+    """A regex for the labels ``name`` is filed under at any sample count (``fid5k_full`` -> fid1k_full,
+    fid500_full, ...; ``pr5k3_full`` -> pr1k3_full, pr500_3_full)."""
+    m = _COUNTED.match(name)
+    if m is None:
+        return re.escape(name)
+    rest = m.group(3)
+    rest = f"_?{rest[0]}{re.escape(rest[1:])}" if rest[:1].isdigit() else re.escape(rest)
+    return rf"{m.group(1)}\d+k?{rest}"
+
+
+def higher_is_better(key: str) -> bool | None:
+    """The direction of a result key as :func:`calc_metric` or :func:`compute_folder_metrics` files it
+    (``fid1k_full``, ``pr500_3_full_precision``, ``is5k_std``, ``continuity_w_lpips``, ``recall``): True if a
+    higher value is better, False if lower, None for a number that is no score or a key no metric here writes."""
+    for metric in FOLDER_METRICS.values():
+        if key in metric.higher_is_better:
+            return metric.higher_is_better[key]
+    for name, metric in METRICS.items():
+        m = re.fullmatch(rf"({_label_pattern(name)})(?:_(\w+))?", key)
+        if m is not None and (m.group(2) is None or m.group(2) in (metric.keys or ()) or
+                              isinstance(metric.higher_is_better, dict) and m.group(2) in metric.higher_is_better):
+            return metric.direction(m.group(2))
+    return None

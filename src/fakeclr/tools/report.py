@@ -28,13 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..metrics.registry import higher_is_better as registry_direction
 
 _KIMG_RE = re.compile(r"(?:network-snapshot-|fakes)(\d+(?:\.\d+)?)")
 # Keys of a flat metric record that are bookkeeping, not results.
 _NOT_METRICS = {"kimg", "cur_nimg", "nimg", "num", "time", "time_s", "total_time", "total_time_str", "timestamp", "num_gpus",
                 "seed", "step", "iteration", "tick", "snapshot", "snapshot_pkl", "network", "higher_is_better"}
-# Metrics where a larger value is better (everything else: smaller is better, as for FID, KID, PPL).
-_HIGHER_BETTER = ("is", "inception_score", "pr", "precision", "recall", "density", "coverage", "diversity")
 LOSS_KEYS = ("Loss/G/loss", "Loss/D/loss")
 
 
@@ -133,12 +132,10 @@ def metric_values(rec: dict[str, Any], default_name: str) -> dict[str, float]:
 
 
 def higher_is_better(name: str) -> bool:
-    """``True`` for metrics such as IS, precision/recall or diversity; ``False`` for FID, KID, PPL, ... and for a
-    spread (``is5k_std``), which is no score."""
-    n = name.lower()
-    if n.endswith("_std"):
-        return False
-    return any(n == p or n.startswith(p + "_") or re.match(rf"{p}\d", n) for p in _HIGHER_BETTER) or "diversity" in n
+    """``True`` where the metric registry says a higher value is better (IS, precision, recall); ``False`` for
+    FID, KID, PPL, continuity, for a spread (``is5k_std``) and for a name no fakeclr metric writes (a record can
+    say otherwise with its own ``higher_is_better``)."""
+    return bool(registry_direction(name))
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -191,8 +188,11 @@ def load_run(run_dir: str | Path, name: str | None = None) -> Run:
                 continue
             for metric, value in metric_values(rec, default).items():
                 run.metrics.setdefault(metric, []).append((kimg, value))
-                if isinstance(rec.get("higher_is_better"), bool):
-                    run.higher_better[metric] = rec["higher_is_better"]
+                stated = rec.get("higher_is_better")        # one bool for the record, or one per result key
+                if isinstance(stated, dict):
+                    stated = stated.get(metric)
+                if isinstance(stated, bool):
+                    run.higher_better[metric] = stated
     for metric, values in run.metrics.items():
         run.metrics[metric] = sorted(dict(values).items())
     run.fakes, run.fakes_kimg = _latest_fakes(path)
