@@ -27,6 +27,7 @@ from fakeclr.metrics.lpips import LPIPS
 from fakeclr.metrics.numpy_pickle import load_numpy_pickle
 from fakeclr.metrics.ppl import filtered_mean, perceptual_path_length, ppl_distances, ppl_latents, slerp
 from fakeclr.metrics.precision_recall import precision_recall
+from fakeclr.tools.continuity import continuity_figure
 
 
 # ---------------------------------------------------------------------------------------------------- FID
@@ -216,7 +217,7 @@ def test_continuity_score_on_a_hand_made_sequence(tmp_path):
     torch.testing.assert_close(pixel, torch.tensor([[0.1, 0.2, 0.0, 0.3]]))
     result = continuity.Interpolation(frames, pixel, None)
     assert result.summary() == pytest.approx({"pixel": 0.15, "above": 0.5})
-    continuity.continuity_figure(result, tmp_path / "fig.png")
+    continuity_figure(result, tmp_path / "fig.png")
     img = np.asarray(Image.open(tmp_path / "fig.png").convert("RGB")).reshape(-1, 3)
     colours = {tuple(c) for c in img[::1]}
     assert (220, 30, 30) in colours and (40, 80, 220) in colours   # red and blue borders both drawn
@@ -238,7 +239,8 @@ def test_interpolation_endpoints_and_generator_paths_are_seeded():
 
 # ---------------------------------------------------------------------------------------------------- neighbours
 def test_nearest_neighbours_find_copies_in_pixel_space(tmp_path):
-    from fakeclr.metrics.neighbours import nearest, nearest_neighbour_report, pixel_distances
+    from fakeclr.metrics.neighbours import nearest, pixel_distances
+    from fakeclr.tools.neighbours import nearest_neighbour_report
     g = torch.Generator().manual_seed(0)
     train = torch.randint(0, 256, (10, 1, 8, 8), generator=g, dtype=torch.uint8)
     gen = train[[3, 7]].clone()

@@ -307,7 +307,7 @@ def _add_continuity(sub) -> None:
 
 
 def _run_continuity(args) -> int:
-    from .metrics.continuity import write_continuity
+    from .tools.continuity import write_continuity
     from .metrics.inputs import load_generator
     if args.pairs < 1 or args.steps < 2:
         raise UserError("--pairs must be at least 1 and --steps at least 2.")

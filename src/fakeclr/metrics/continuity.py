@@ -12,24 +12,21 @@ layers). Between successive frames (images in [0, 1]):
 
 A generator whose latent space is continuous changes a little at each step; a memorising or collapsed one jumps
 between a few images, which shows as a few large steps. The metric reports the mean pixel score, the share of
-jumps and the mean LPIPS score; :func:`continuity_figure` draws the paper's figure.
+jumps and the mean LPIPS score; :func:`fakeclr.tools.continuity.continuity_figure` draws the paper's figure.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
 
-from .figures import BLUE, RED, WHITE, bordered, centered_text, display_size, font, tile
 from .features import random_labels
 from .ppl import slerp
 
 __all__ = ["THRESHOLD", "Interpolation", "interpolate", "interpolation_frames", "step_scores", "lpips_steps",
-           "latent_continuity", "continuity_figure", "write_continuity"]
+           "latent_continuity"]
 
 THRESHOLD = 0.15  # supplementary Fig. 1: red border above, blue at or below
 
@@ -120,55 +117,3 @@ def latent_continuity(G, num_pairs: int = 50, steps: int = 10, space: str = "z",
     """Frames and step scores of ``num_pairs`` random interpolations (LPIPS scores when ``lpips`` is given)."""
     frames = interpolation_frames(G, num_pairs, steps, space, kind, seed, device, dataset, **kwargs)
     return Interpolation(frames, step_scores(frames), lpips_steps(frames, lpips, device) if lpips is not None else None)
-
-
-def continuity_figure(result: Interpolation, path, threshold: float = THRESHOLD, max_rows: int = 8) -> None:
-    """Write the supplementary Fig. 1-style PNG: per path, a row of frames and, between successive frames, the
-    small grey difference image (3x brightened) with a red border above ``threshold`` or a blue one at or below,
-    and its pixel score in red (LPIPS score below it when computed)."""
-    from ..images import save_png
-    frames = (result.frames[:max_rows] * 255).round().to(torch.uint8)
-    p, s = frames.shape[:2]
-    d = display_size(frames.shape[-1], 64)
-    small, gap, text = d // 2, 8, 14
-    fnt = font(11)
-    block = d + gap + small + 4 + 2 * text + gap
-    canvas = Image.new("RGB", (gap + s * (d + gap), gap + p * block), WHITE)
-    draw = ImageDraw.Draw(canvas)
-    for i in range(p):
-        y = gap + i * block
-        for k in range(s):
-            canvas.paste(tile(frames[i, k], d), (gap + k * (d + gap), y))
-        for k in range(s - 1):
-            diff = (frames[i, k + 1].float() - frames[i, k].float()).abs().mean(0, keepdim=True)
-            diff = (diff * 3).clamp(0, 255).to(torch.uint8)
-            score = float(result.pixel[i, k])
-            cx = gap + (k + 1) * (d + gap) - gap // 2
-            x0, y0 = cx - small // 2, y + d + gap
-            bordered(canvas, tile(diff, small), x0, y0, RED if score > threshold else BLUE)
-            label = f"{score:.3f}"
-            centered_text(draw, cx, y0 + small + 3, label, RED, fnt)
-            if result.lpips is not None:
-                centered_text(draw, cx, y0 + small + 3 + text, f"{float(result.lpips[i, k]):.3f}", (90, 90, 90), fnt)
-    save_png(np.asarray(canvas), path)
-
-
-def write_continuity(G, outdir, num_pairs: int = 6, steps: int = 10, space: str = "z", kind: str = "slerp",
-                     seed: int = 0, device="cpu", lpips_net: str | None = "vgg") -> dict:
-    """Compute the interpolations, write ``continuity.png`` and ``continuity.json`` into ``outdir``; return the
-    summary (``pixel``, ``above``, ``lpips``) plus the settings and file paths."""
-    from pathlib import Path
-    import json
-    from ..files import atomic_write
-    from .weights import load_lpips
-    outdir = Path(outdir)
-    lpips = load_lpips(lpips_net, device) if lpips_net else None
-    result = latent_continuity(G, num_pairs, steps, space, kind, seed, device, lpips=lpips)
-    png, js = outdir / "continuity.png", outdir / "continuity.json"
-    continuity_figure(result, png, max_rows=num_pairs)
-    summary = dict(result.summary(), space=space, interpolation=kind, pairs=num_pairs, steps=steps, seed=seed,
-                   threshold=THRESHOLD, lpips_net=lpips_net, figure=str(png), scores=str(js))
-    record = dict(summary, pixel_steps=result.pixel.tolist(),
-                  lpips_steps=result.lpips.tolist() if result.lpips is not None else None)
-    atomic_write(js, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
-    return summary
