@@ -109,26 +109,26 @@ class Metric:
         return self.higher_is_better
 
 
-def _fid(max_real):
+def _fid_metric(max_real):
     def fn(ctx, num):
         return fid_from_features(ctx.real_features(max_real), ctx.gen_features(num))
     return fn
 
 
-def _kid(ctx, num):
+def _kid_metric(ctx, num):
     return kernel_inception_distance(ctx.real_features(1_000_000), ctx.gen_features(num), num_subsets=100,
                                      max_subset_size=1000, seed=ctx.seed)
 
 
-def _pr(ctx, num):
+def _pr_metric(ctx, num):
     return precision_recall(ctx.real_features(200_000), ctx.gen_features(num), k=3)
 
 
-def _is(ctx, num):
+def _is_metric(ctx, num):
     return inception_score(ctx.gen_features(num, probabilities=True), num_splits=10)
 
 
-def _ppl(space, sampling, crop):
+def _ppl_metric(space, sampling, crop):
     def fn(ctx, num):
         if ctx.G is None:
             raise UserError("PPL needs a generator; pass --network.")
@@ -143,7 +143,7 @@ def _ppl(space, sampling, crop):
     return fn
 
 
-def _cont(space, kind):
+def _continuity_metric(space, kind):
     def fn(ctx, num):
         if ctx.G is None:
             raise UserError("Latent continuity needs a generator; pass --network.")
@@ -158,21 +158,21 @@ _IS_BETTER = {"mean": HIGHER, "std": None}
 _CONT_BETTER = {"pixel": LOWER, "above": LOWER, "lpips": LOWER}   # mean jumps along a path: smaller = smoother
 
 METRICS: dict[str, Metric] = {
-    "fid50k_full": Metric(_fid(None), 50000, "FID, 50k generated vs all real images"),
-    "fid5k_full": Metric(_fid(None), 5000, "FID, 5k generated vs all real images"),
-    "kid50k_full": Metric(_kid, 50000, "KID, 50k generated vs all real, 100 subsets"),
-    "kid5k_full": Metric(_kid, 5000, "KID, 5k generated vs all real, 100 subsets"),
-    "pr50k3_full": Metric(_pr, 50000, "precision/recall, k=3", ("precision", "recall"), _PR_BETTER),
-    "pr5k3_full": Metric(_pr, 5000, "precision/recall, k=3", ("precision", "recall"), _PR_BETTER),
-    "is50k": Metric(_is, 50000, "Inception Score, 10 splits", ("mean", "std"), _IS_BETTER),
-    "is5k": Metric(_is, 5000, "Inception Score, 10 splits", ("mean", "std"), _IS_BETTER),
-    "ppl_zfull": Metric(_ppl("z", "full", True), 50000, "PPL in Z, full paths, crop"),
-    "ppl_wfull": Metric(_ppl("w", "full", True), 50000, "PPL in W, full paths, crop"),
-    "ppl_zend": Metric(_ppl("z", "end", True), 50000, "PPL in Z, path ends, crop"),
-    "ppl_wend": Metric(_ppl("w", "end", True), 50000, "PPL in W, path ends, crop"),
-    "ppl2_wend": Metric(_ppl("w", "end", False), 50000, "PPL in W, path ends, no crop"),
-    "continuity_z": Metric(_cont("z", "slerp"), 50, "latent continuity, Z slerp, 10 steps", None, _CONT_BETTER),
-    "continuity_w": Metric(_cont("w", "lerp"), 50, "latent continuity, W lerp, 10 steps", None, _CONT_BETTER),
+    "fid50k_full": Metric(_fid_metric(None), 50000, "FID, 50k generated vs all real images"),
+    "fid5k_full": Metric(_fid_metric(None), 5000, "FID, 5k generated vs all real images"),
+    "kid50k_full": Metric(_kid_metric, 50000, "KID, 50k generated vs all real, 100 subsets"),
+    "kid5k_full": Metric(_kid_metric, 5000, "KID, 5k generated vs all real, 100 subsets"),
+    "pr50k3_full": Metric(_pr_metric, 50000, "precision/recall, k=3", ("precision", "recall"), _PR_BETTER),
+    "pr5k3_full": Metric(_pr_metric, 5000, "precision/recall, k=3", ("precision", "recall"), _PR_BETTER),
+    "is50k": Metric(_is_metric, 50000, "Inception Score, 10 splits", ("mean", "std"), _IS_BETTER),
+    "is5k": Metric(_is_metric, 5000, "Inception Score, 10 splits", ("mean", "std"), _IS_BETTER),
+    "ppl_zfull": Metric(_ppl_metric("z", "full", True), 50000, "PPL in Z, full paths, crop"),
+    "ppl_wfull": Metric(_ppl_metric("w", "full", True), 50000, "PPL in W, full paths, crop"),
+    "ppl_zend": Metric(_ppl_metric("z", "end", True), 50000, "PPL in Z, path ends, crop"),
+    "ppl_wend": Metric(_ppl_metric("w", "end", True), 50000, "PPL in W, path ends, crop"),
+    "ppl2_wend": Metric(_ppl_metric("w", "end", False), 50000, "PPL in W, path ends, no crop"),
+    "continuity_z": Metric(_continuity_metric("z", "slerp"), 50, "latent continuity, Z slerp, 10 steps", None, _CONT_BETTER),
+    "continuity_w": Metric(_continuity_metric("w", "lerp"), 50, "latent continuity, W lerp, 10 steps", None, _CONT_BETTER),
 }
 
 _COUNTED = re.compile(r"^(fid|kid|pr|is)(\d+k?)(\d?_full|)$")

@@ -389,7 +389,7 @@ class ImportResult:
     notes: list[str] = field(default_factory=list)
 
 
-def build_networks(data: dict[str, Any]) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
+def networks_from_pickle(data: dict[str, Any]) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
     """Our modules (``G``, ``G_ema``, ``D``, ``D_ema`` where present) with the pickle's weights loaded."""
     from ..nn import Discriminator, Generator
     from ..network_file import load_state_dict_checked
@@ -481,7 +481,7 @@ def convert(pkl: str | Path, out: str | Path) -> ImportResult:
     from ..network_file import save_networks
     pkl, out = Path(pkl), Path(out)
     data = load_pickle(pkl)
-    nets, skipped = build_networks(data)
+    nets, skipped = networks_from_pickle(data)
     if "G_ema" not in nets and "G" not in nets:
         raise UserError(f"{pkl} holds no generator that fakeclr can rebuild ({'; '.join(f'{k}: {v}' for k, v in skipped.items())}).")
     notes = []
