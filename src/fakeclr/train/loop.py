@@ -1,4 +1,5 @@
-"""The training loop, top to bottom.
+"""The training loop, top to bottom: :func:`build_run` (data, networks, method, phases, the state registry),
+:func:`restore_run` (a training state, or the start), then :func:`train_step` in a loop with ticks and snapshots.
 
 One iteration: draw a real batch and one latent batch per phase, run the phases that are due (``Gmain``,
 ``Greg``, ``Dmain``, ``Dreg``; see :mod:`fakeclr.train.loss`), update ``G_ema``, update the augmentation
@@ -204,10 +205,175 @@ def _sample_grid(G_ema, z, c, batch: int) -> torch.Tensor:
     return torch.cat([G_ema(zz, cc, noise_mode="const").cpu() for zz, cc in zip(z.split(batch), c.split(batch))])
 
 
+@dataclass
+class TrainingRun:
+    """One process's share of a run, built from a resolved config: data, networks, method, phases, and the
+    registry of everything the training state holds (saved and restored by the same list).
+
+    ``batch`` is per process; ``cur_nimg`` counts real images shown to D over all processes (kimg = 1000) and
+    ``iteration`` the iterations done."""
+    cfg: TrainConfig
+    run_dir: Path
+    device: torch.device
+    data: Any
+    c_dim: int
+    batch: int
+    G: Generator
+    D: Discriminator
+    G_ema: Generator
+    method: ContrastiveMethod
+    augmentation: Augmentation
+    phases: list[Phase]
+    sampler: RealSampler
+    registry: ckpt.TrainingState
+    init: dict[str, torch.nn.Module] | None      # the --init networks of a fresh fine-tuning run
+    frozen: list[str]                            # FreezeD layers
+    cur_nimg: int = 0
+    iteration: int = 0
+
+    @property
+    def nets(self) -> dict[str, torch.nn.Module]:
+        return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
+
+    @property
+    def trainables(self) -> list[torch.nn.Module]:
+        return [self.G, self.D, *self.method.trainable]
+
+
+def _resume_target(resume: str | Path | None, run_dir: Path) -> Path | None:
+    """The training state to continue from: ``resume`` (a file, or the newest state of a directory), else the
+    newest state in ``run_dir``, else ``None``."""
+    if resume is not None and Path(resume).is_dir():
+        found = ckpt.latest_state(resume)
+        if found is None:
+            raise UserError(f"--resume {resume} is a directory without training-state-*.pt files.")
+        return found
+    return Path(resume) if resume is not None else ckpt.latest_state(run_dir)
+
+
+def build_run(cfg: TrainConfig, run_dir: Path, device: torch.device, fresh: bool, source: str | Path | None,
+              extra_terms: list | None = None) -> TrainingRun:
+    """Data, networks (from ``cfg.init`` when ``fresh``), augmentation, loss terms, phases and the state
+    registry of this process, at iteration 0. ``source`` names the state file in error messages."""
+    rank, world = dist.rank(), dist.world_size()
+    data = open_dataset(cfg.data.source, resolution=cfg.data.resolution, channels=cfg.data.channels,
+                        mirror=cfg.data.mirror, subset=cfg.data.subset, subset_seed=cfg.data.subset_seed,
+                        skip_bad=cfg.data.skip_bad, use_labels=cfg.data.use_labels)
+    cfg.data.resolution, cfg.data.channels = data.resolution, data.num_channels
+    validate(cfg, world)
+    if cfg.metrics:
+        from ..metrics.registry import parse_metric_names
+        cfg.metrics = parse_metric_names(cfg.metrics)
+    c_dim = data.label_dim if cfg.data.use_labels else 0
+
+    torch.manual_seed(cfg.seed)
+    G, D, G_ema, init = networks_for_run(cfg, c_dim, device, load_init=fresh)
+    frozen = D.freeze_layers(cfg.optim.freeze_d)
+    augmentation = Augmentation.from_config(cfg.augment, cfg.kimg).to(device)
+    terms = stylegan2_terms(cfg.loss.r1_gamma, cfg.loss.pl_weight, cfg.loss.pl_batch_shrink, cfg.loss.pl_decay)
+    method = ContrastiveMethod(cfg.contrastive, D, data.num_raw, cfg.data.mirror, int(round(cfg.kimg * 1000))).to(device)
+    terms += method.terms + list(extra_terms or [])
+    stateful_terms = _term_states(terms)
+    for t in stateful_terms.values():
+        t.to(device)
+    phases = build_phases(G, D, cfg, terms, method.trainable)
+    sampler = RealSampler(len(data), seed=cfg.seed * world + rank)
+    torch.manual_seed(cfg.seed * world + rank)
+    run = TrainingRun(cfg, run_dir, device, data, c_dim, cfg.batch // world, G, D, G_ema, method, augmentation,
+                      phases, sampler, ckpt.TrainingState(), init, frozen)
+
+    # The training state, one list for both ways (save and restore).
+    optimizers = {"G_opt": phases[0].opt, "D_opt": next(p.opt for p in phases if D in p.modules)}
+    where = f"Checkpoint {source}"
+
+    def load_nets(sds):
+        for name, module in run.nets.items():
+            ckpt.load_state_dict_checked(module, sds[name], where)
+
+    def load_progress(s):
+        run.cur_nimg, run.iteration = int(s["cur_nimg"]), int(s["iteration"])
+    reg = run.registry
+    reg.add("nets", lambda: {name: m.state_dict() for name, m in run.nets.items()}, load_nets)
+    reg.add("optim", lambda: {name: opt.state_dict() for name, opt in optimizers.items()},
+            lambda sds: [opt.load_state_dict(sds[name]) for name, opt in optimizers.items()])
+    reg.add("terms", lambda: {name: t.state_dict() for name, t in stateful_terms.items()},
+            lambda sds: [stateful_terms[n].load_state_dict(sd)
+                         for n, sd in _saved_term_states(sds, stateful_terms, source).items()])
+    reg.add("method", method.state_dict, lambda sd: method.load_state_dict(
+        sd, lambda m, msd, name: ckpt.load_state_dict_checked(m, msd, f"{where} ({name})")))
+    reg.add_module("augment", augmentation, per_rank=True)
+    reg.add_module("sampler", sampler, per_rank=True)
+    reg.add("rng", lambda: _get_rng_state(device), lambda s: _set_rng_state(s, device), per_rank=True)
+    reg.add("progress", lambda: {"cur_nimg": run.cur_nimg, "iteration": run.iteration}, load_progress)
+    return run
+
+
+def restore_run(run: TrainingRun, state: dict | None, source: str | Path | None) -> list[str]:
+    """Continue from a training state, or start: load the ``--init`` heads (returns their names) and give every
+    process rank 0's initial networks."""
+    if state is not None:
+        run.registry.load_state_dict(state, dist.rank(), source)
+        return []
+    loaded = _load_init_heads(run.init, run.method) if run.init is not None else []
+    for module in (run.G, run.D, run.G_ema, *run.method.modules.values()):
+        dist.broadcast_module(module)
+    return loaded
+
+
+def train_step(run: TrainingRun, monitor: Monitor, last_state) -> None:
+    """One iteration: draw a real batch and one latent batch per phase, run the phases that are due, then
+    update ``G_ema`` and the augmentation probability. ``last_state`` is named if the loss diverges."""
+    cfg, G, D, device, batch, c_dim = run.cfg, run.G, run.D, run.device, run.batch, run.c_dim
+    augmentation, phases = run.augmentation, run.phases
+    idx = run.sampler.next(batch)
+    real_u8, real_c = run.data.batch(idx)
+    real_img = real_u8.to(device).float() / 127.5 - 1
+    real_c = real_c.to(device) if c_dim else torch.zeros(batch, 0, device=device)
+    all_z = torch.randn(len(phases), batch, G.z_dim, device=device)
+    all_c = _random_labels(run.data, len(phases) * batch, c_dim, device).reshape(len(phases), batch, c_dim)
+    pseudo = None
+    run.method.before_iteration()
+    for phase, z, c in zip(phases, all_z, all_c):
+        if run.iteration % phase.interval != 0:
+            continue
+        phase_real = real_img
+        if D in phase.modules and augmentation.pseudo_real and pseudo is not None:
+            phase_real = augmentation.pseudo_augment(real_img, pseudo)       # APA: fakes shown as reals
+        ctx = PhaseContext(G=G, D=D, augment=augmentation.pipe, real_img=phase_real, real_c=real_c,
+                           gen_z=z, gen_c=c, style_mixing_prob=cfg.loss.style_mixing_prob,
+                           gain=phase.gain if phase.interval > 1 else 1.0, iteration=run.iteration,
+                           cur_nimg=run.cur_nimg, real_logit_observers=[augmentation.observe])
+        for module in run.trainables:
+            module.requires_grad_(module in phase.modules)
+        phase.opt.zero_grad(set_to_none=True)
+        loss = sum(term(ctx) for term in phase.terms) * ctx.gain
+        if not torch.isfinite(loss):
+            raise UserError(f"Training diverged: the {phase.name} loss is {loss.item()} at kimg "
+                            f"{run.cur_nimg / 1000:g}; the last good checkpoint is {last_state}. "
+                            "Lower the learning rate or raise --gamma, then resume from it.")
+        loss.backward()
+        dist.average_gradients(phase.parameters())
+        for p in phase.parameters():
+            if p.grad is not None:
+                torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+        phase.opt.step()
+        if phase.name == "Gmain" and "fake" in ctx._cache:
+            pseudo = ctx._cache["fake"][0].detach()
+        monitor.add(ctx.stats)
+    for module in run.trainables:
+        module.requires_grad_(False)
+    dist.average_buffers(G, "w_avg")
+    run.cur_nimg += cfg.batch
+    run.iteration += 1
+    update_ema(run.G_ema, G, cfg, run.cur_nimg, cfg.batch)
+    augmentation.update(run.iteration, run.cur_nimg, cfg.batch)
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = None, device: str = "cpu",
           stop_at_kimg: float | None = None, tensorboard: bool = True, stream=None,
           extra_terms: list | None = None) -> dict[str, Any]:
-    """Train (or continue training) a StyleGAN2 per ``cfg`` into ``run_dir``.
+    """Train (or continue training) a StyleGAN2 per ``cfg`` into ``run_dir``: build the run, restore its state
+    (or start), then iterate with a status line every tick and a checkpoint every snapshot.
 
     Args:
         cfg: resolved config (``cfg.data.resolution`` and ``cfg.data.channels`` may be ``None``: taken from data).
@@ -224,174 +390,50 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
     device = dist.init(device)
     rank, world = dist.rank(), dist.world_size()
     run_dir = Path(run_dir)
-
-    # ---------------------------------------------------------------- resume target
-    if resume is not None and Path(resume).is_dir():
-        found = ckpt.latest_state(resume)
-        if found is None:
-            raise UserError(f"--resume {resume} is a directory without training-state-*.pt files.")
-        resume = found
-    if resume is None:
-        resume = ckpt.latest_state(run_dir)
+    resume = _resume_target(resume, run_dir)
     state = ckpt.load_state(resume) if resume is not None else None
     if state is not None:
         saved = TrainConfig.from_dict(json.loads(state["config"]))
         _check_resumable(saved, cfg, resume)
         cfg = _continue_config(saved, cfg)
-
-    # ---------------------------------------------------------------- data
-    data = open_dataset(cfg.data.source, resolution=cfg.data.resolution, channels=cfg.data.channels,
-                        mirror=cfg.data.mirror, subset=cfg.data.subset, subset_seed=cfg.data.subset_seed,
-                        skip_bad=cfg.data.skip_bad, use_labels=cfg.data.use_labels)
-    cfg.data.resolution, cfg.data.channels = data.resolution, data.num_channels
-    validate(cfg, world)
-    if cfg.metrics:
-        from ..metrics.registry import parse_metric_names
-        cfg.metrics = parse_metric_names(cfg.metrics)
-    c_dim = data.label_dim if cfg.data.use_labels else 0
-    batch = cfg.batch // world
-
-    # ---------------------------------------------------------------- networks, terms, phases
-    torch.manual_seed(cfg.seed)
-    G, D, G_ema, init = networks_for_run(cfg, c_dim, device, load_init=state is None)
-    frozen = D.freeze_layers(cfg.optim.freeze_d)
-    augmentation = Augmentation.from_config(cfg.augment, cfg.kimg).to(device)
-    terms = stylegan2_terms(cfg.loss.r1_gamma, cfg.loss.pl_weight, cfg.loss.pl_batch_shrink, cfg.loss.pl_decay)
-    method = ContrastiveMethod(cfg.contrastive, D, data.num_raw, cfg.data.mirror, int(round(cfg.kimg * 1000))).to(device)
-    terms += method.terms + list(extra_terms or [])
-    stateful_terms = _term_states(terms)
-    for t in stateful_terms.values():
-        t.to(device)
-    phases = build_phases(G, D, cfg, terms, method.trainable)
-    trainables = [G, D, *method.trainable]
-    optimizers = {"G_opt": phases[0].opt, "D_opt": next(p.opt for p in phases if D in p.modules)}
-    sampler = RealSampler(len(data), seed=cfg.seed * world + rank)
-    torch.manual_seed(cfg.seed * world + rank)
-    cur_nimg, iteration = 0, 0
-    nets = {"G": G, "D": D, "G_ema": G_ema}
-
-    # ---------------------------------------------------------------- the training state, one list for both ways
-    registry = ckpt.TrainingState()
-    restored: dict[str, int] = {}
-
-    def load_nets(sds):
-        for name, module in nets.items():
-            ckpt.load_state_dict_checked(module, sds[name], f"Checkpoint {resume}")
-    registry.add("nets", lambda: {name: m.state_dict() for name, m in nets.items()}, load_nets)
-    registry.add("optim", lambda: {name: opt.state_dict() for name, opt in optimizers.items()},
-                 lambda sds: [opt.load_state_dict(sds[name]) for name, opt in optimizers.items()])
-    registry.add("terms", lambda: {name: t.state_dict() for name, t in stateful_terms.items()},
-                 lambda sds: [stateful_terms[n].load_state_dict(sd)
-                              for n, sd in _saved_term_states(sds, stateful_terms, resume).items()])
-    registry.add("method", method.state_dict, lambda sd: method.load_state_dict(
-        sd, lambda m, msd, name: ckpt.load_state_dict_checked(m, msd, f"Checkpoint {resume} ({name})")))
-    registry.add_module("augment", augmentation, per_rank=True)
-    registry.add_module("sampler", sampler, per_rank=True)
-    registry.add("rng", lambda: _get_rng_state(device), lambda s: _set_rng_state(s, device), per_rank=True)
-    registry.add("progress", lambda: {"cur_nimg": cur_nimg, "iteration": iteration}, restored.update)
-
-    if state is not None:
-        registry.load_state_dict(state, rank, resume)
-        cur_nimg, iteration = int(restored["cur_nimg"]), int(restored["iteration"])
-    else:
-        loaded = _load_init_heads(init, method) if init is not None else []
-        for module in (G, D, G_ema, *method.modules.values()):
-            dist.broadcast_module(module)
+    run = build_run(cfg, run_dir, device, state is None, resume, extra_terms)
+    loaded = restore_run(run, state, resume)
+    G_ema, method, batch = run.G_ema, run.method, run.batch
 
     total_nimg = int(round(cfg.kimg * 1000))
     stop_nimg = total_nimg if stop_at_kimg is None else min(total_nimg, int(round(stop_at_kimg * 1000)))
     tick_nimg, snap_nimg = int(round(cfg.tick_kimg * 1000)), int(round(cfg.snapshot_kimg * 1000))
-    grid_z, grid_c = _grid_latents(G, 64 if cfg.data.resolution <= 64 else 32, c_dim, device)
-
+    grid_z, grid_c = _grid_latents(run.G, 64 if cfg.data.resolution <= 64 else 32, run.c_dim, device)
     if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(cfg.to_json() + "\n")
-        if state is None:
-            n = len(grid_z)
-            reals = data.batch(torch.arange(min(n, len(data))))[0]
-            save_grid(reals, run_dir / "reals.png")
-            save_grid(_sample_grid(G_ema, grid_z, grid_c, batch), run_dir / f"fakes{0:06d}.png")
-        print(f"Training {cfg.preset} on {cfg.data.source}: {len(data)} images at {cfg.data.resolution}px, "
-              f"{cfg.data.channels} channel(s); batch {cfg.batch} on {world} process(es)"
-              f"{' (' + dist.backend() + ')' if dist.backend() else ''}; "
-              f"{'resuming at kimg ' + format(cur_nimg / 1000, 'g') if state else 'starting'}; "
-              f"G {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M, D {sum(p.numel() for p in D.parameters()) / 1e6:.2f}M params.",
-              file=stream, flush=True)
-        if init is not None:
-            print(f"Initialised from {cfg.init.source}: {', '.join(['G', 'G_ema', 'D'] + loaded)} "
-                  "(kimg 0; optimizers, queues and augmentation start fresh).", file=stream, flush=True)
-        if frozen:
-            print(f"FreezeD: {len(frozen)} D layer(s) fixed ({frozen[0]} ... {frozen[-1]}).", file=stream, flush=True)
+        _announce(run, state is not None, loaded, grid_z, grid_c, stream)
+    run.init = None                          # the --init networks are loaded; do not hold a second copy
     monitor = Monitor(run_dir if rank == 0 else None, cfg.kimg, tensorboard=tensorboard, stream=stream)
-    tick_start_nimg = cur_nimg
-    last = {"cur_nimg": cur_nimg, "iterations": iteration, "state": resume, "network": None}
+    tick_start_nimg = run.cur_nimg
+    last = {"cur_nimg": run.cur_nimg, "iterations": run.iteration, "state": resume, "network": None}
 
     def save_checkpoint() -> None:
-        state_out = {"config": cfg.to_json(), **registry.state_dict(_gather_states)}
-        net_path, path = ckpt.network_path(run_dir, cur_nimg), ckpt.state_path(run_dir, cur_nimg)
+        state_out = {"config": cfg.to_json(), **run.registry.state_dict(_gather_states)}
+        net_path, path = ckpt.network_path(run_dir, run.cur_nimg), ckpt.state_path(run_dir, run.cur_nimg)
         if rank == 0:
-            ckpt.save_networks(net_path, {**nets, **method.networks},
-                               meta={"kimg": cur_nimg / 1000, "config": cfg.to_dict()})
+            ckpt.save_networks(net_path, {**run.nets, **method.networks},
+                               meta={"kimg": run.cur_nimg / 1000, "config": cfg.to_dict()})
             ckpt.save_state(path, state_out)
             ckpt.prune_states(run_dir, keep=2)
             if cfg.metrics:
-                _snapshot_metrics(cfg, G_ema, data, device, run_dir, net_path.name, cur_nimg, monitor, stream)
-        last.update(cur_nimg=cur_nimg, iterations=iteration, state=path, network=net_path)
+                _snapshot_metrics(cfg, G_ema, run.data, device, run_dir, net_path.name, run.cur_nimg, monitor, stream)
+        last.update(cur_nimg=run.cur_nimg, iterations=run.iteration, state=path, network=net_path)
         dist.barrier()
 
     with _StopFlag() as stop:
-        while cur_nimg < stop_nimg:
-            # ---------------------------------------------------------------- one iteration
-            idx = sampler.next(batch)
-            real_u8, real_c = data.batch(idx)
-            real_img = real_u8.to(device).float() / 127.5 - 1
-            real_c = real_c.to(device) if c_dim else torch.zeros(batch, 0, device=device)
-            all_z = torch.randn(len(phases), batch, G.z_dim, device=device)
-            all_c = _random_labels(data, len(phases) * batch, c_dim, device).reshape(len(phases), batch, c_dim)
-            pseudo = None
-            method.before_iteration()
-            for phase, z, c in zip(phases, all_z, all_c):
-                if iteration % phase.interval != 0:
-                    continue
-                phase_real = real_img
-                if D in phase.modules and augmentation.pseudo_real and pseudo is not None:
-                    phase_real = augmentation.pseudo_augment(real_img, pseudo)
-                ctx = PhaseContext(G=G, D=D, augment=augmentation.pipe, real_img=phase_real, real_c=real_c,
-                                   gen_z=z, gen_c=c, style_mixing_prob=cfg.loss.style_mixing_prob,
-                                   gain=phase.gain if phase.interval > 1 else 1.0, iteration=iteration,
-                                   cur_nimg=cur_nimg, real_logit_observers=[augmentation.observe])
-                for module in trainables:
-                    module.requires_grad_(module in phase.modules)
-                phase.opt.zero_grad(set_to_none=True)
-                loss = sum(term(ctx) for term in phase.terms) * ctx.gain
-                if not torch.isfinite(loss):
-                    raise UserError(f"Training diverged: the {phase.name} loss is {loss.item()} at kimg "
-                                    f"{cur_nimg / 1000:g}; the last good checkpoint is {last['state']}. "
-                                    "Lower the learning rate or raise --gamma, then resume from it.")
-                loss.backward()
-                dist.average_gradients(phase.parameters())
-                for p in phase.parameters():
-                    if p.grad is not None:
-                        torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
-                phase.opt.step()
-                if phase.name == "Gmain" and "fake" in ctx._cache:
-                    pseudo = ctx._cache["fake"][0].detach()
-                monitor.add(ctx.stats)
-            for module in trainables:
-                module.requires_grad_(False)
-
-            dist.average_buffers(G, "w_avg")
-            cur_nimg += cfg.batch
-            iteration += 1
-            update_ema(G_ema, G, cfg, cur_nimg, cfg.batch)
-            augmentation.update(iteration, cur_nimg, cfg.batch)
-
+        while run.cur_nimg < stop_nimg:
+            train_step(run, monitor, last["state"])
+            cur_nimg = run.cur_nimg
             # ---------------------------------------------------------------- ticks, snapshots, stop
             done = cur_nimg >= stop_nimg
             stopping = dist.all_reduce_sum(torch.tensor([1.0 if stop.signum else 0.0])).item() > 0
             if done or stopping or cur_nimg // tick_nimg != (cur_nimg - cfg.batch) // tick_nimg:
                 method.on_tick()
-                extra = {"augment_p": augmentation.p, "iteration": iteration}
+                extra = {"augment_p": run.augmentation.p, "iteration": run.iteration}
                 if method.queue_size is not None:
                     extra["fake_queue_size"] = method.queue_size
                 monitor.tick(cur_nimg, tick_start_nimg, extra)
@@ -411,7 +453,30 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
                                       f"state saved to {last['state']}. Run the same command to continue.",
                                       128 + int(signum))
     monitor.close()
-    return {**last, "nets": {"G": G, "D": D, "G_ema": G_ema, **method.modules}}
+    return {**last, "nets": {**run.nets, **method.modules}}
+
+
+def _announce(run: TrainingRun, resumed: bool, loaded: list[str], grid_z, grid_c, stream) -> None:
+    """Rank 0 at the start: config.json, the reals and kimg-0 grids of a new run, and the opening lines."""
+    cfg, run_dir, world = run.cfg, run.run_dir, dist.world_size()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(cfg.to_json() + "\n")
+    if not resumed:
+        reals = run.data.batch(torch.arange(min(len(grid_z), len(run.data))))[0]
+        save_grid(reals, run_dir / "reals.png")
+        save_grid(_sample_grid(run.G_ema, grid_z, grid_c, run.batch), run_dir / f"fakes{0:06d}.png")
+    params = lambda m: sum(p.numel() for p in m.parameters()) / 1e6     # noqa: E731
+    print(f"Training {cfg.preset} on {cfg.data.source}: {len(run.data)} images at {cfg.data.resolution}px, "
+          f"{cfg.data.channels} channel(s); batch {cfg.batch} on {world} process(es)"
+          f"{' (' + dist.backend() + ')' if dist.backend() else ''}; "
+          f"{'resuming at kimg ' + format(run.cur_nimg / 1000, 'g') if resumed else 'starting'}; "
+          f"G {params(run.G):.2f}M, D {params(run.D):.2f}M params.", file=stream, flush=True)
+    if run.init is not None:
+        print(f"Initialised from {cfg.init.source}: {', '.join(['G', 'G_ema', 'D'] + loaded)} "
+              "(kimg 0; optimizers, queues and augmentation start fresh).", file=stream, flush=True)
+    if run.frozen:
+        print(f"FreezeD: {len(run.frozen)} D layer(s) fixed ({run.frozen[0]} ... {run.frozen[-1]}).", file=stream,
+              flush=True)
 
 
 def _gather_states(t: torch.Tensor | dict) -> dict[str, Any]:
