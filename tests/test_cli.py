@@ -251,3 +251,14 @@ def test_configs_with_the_old_field_names_still_load():
                       ("z_norm_cap", "clip")):
         c[name] = c.pop(new)
     assert TrainConfig.from_dict(old) == cfg
+
+
+def test_train_flags_and_their_help_are_frozen():
+    """The flags are derived from the config's option() declarations; what users see (every flag, its help and
+    its choices, as the hand-written parser had them) changes only on purpose, with this file."""
+    from pathlib import Path
+    frozen = json.loads((Path(__file__).parent / "assets" / "train_flags.json").read_text())
+    sub = next(a for a in make_parser()._actions if a.dest == "command")
+    now = {s: {"help": a.help, "choices": list(a.choices) if a.choices else None}
+           for a in sub.choices["train"]._actions for s in a.option_strings if s not in ("-h", "--help")}
+    assert now == frozen

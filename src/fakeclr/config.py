@@ -53,14 +53,13 @@ class Option:
 @dataclass
 class DataConfig:
     """Training data."""
+    # The embedded default "lfw": 100 LFW faces, 32x32 grayscale.
     source: str = option("lfw", flag="--data", help="image folder, zip archive, or 'lfw' (the embedded default: "
-                         "100 LFW faces, 32x32 grayscale)")
-    resolution: int | None = option(None, help="training resolution (a power of two; default: the data's own)")
-    channels: int | None = option(None, choices=(1, 3), help="image channels (default: 1 if every image is "
-                                                             "grayscale, else 3)")
+                         "100 LFW faces)")
+    resolution: int | None = option(None, help="training resolution (a power of two)")   # None: the data's own
+    channels: int | None = option(None, choices=(1, 3), help="image channels")  # None: 1 if all images are grey, else 3
     mirror: bool = option(False, help="add x-flipped copies of the data")
-    subset: float | None = option(None, help="use a fixed subset: a count (>= 1) or a fraction (< 1) of the "
-                                             "images, picked with --subset-seed")
+    subset: float | None = option(None, help="use a fixed subset: a count (>= 1) or a fraction (< 1)")
     subset_seed: int = option(0, help="which images --subset picks (default 0; independent of --seed, so a seed "
                                       "sweep trains on the same images)")
     skip_bad: bool = option(False, switch=True, help="skip unreadable images instead of stopping")
@@ -92,8 +91,7 @@ class LossConfig:
     r1_interval: int = 16          # lazy R1 (StyleGAN2 Sec. 3.1): every N iterations with the gain N; 0 or 1 =
                                    # every iteration, in its own Dreg phase (a second D optimizer step per
                                    # iteration, not StyleGAN2-ADA's single fused "Dboth" step)
-    pl_weight: float = option(2.0, help="path-length regularisation weight (0 disables; FakeCLR Table 3 compares "
-                                        "2, 5, 10)")
+    pl_weight: float = option(2.0, help="path-length regularisation weight (0 disables)")   # FakeCLR Table 3: 2, 5, 10
     pl_interval: int = 4
     pl_batch_shrink: int = 2
     pl_decay: float = 0.01
@@ -183,8 +181,8 @@ class ContrastiveConfig:
     forgetting: str = option("none", choices=FORGETTING_MODES, help="forgetting factor of the fake "
                              "queue: paper (supp. Eq. 1), official (released code: m=1), none")
     queue_size: int | None = option(None, help="fix the fake queue size (default: diversity-aware)")
-    queue_sizer: str = option("dataset", choices=QUEUE_SIZERS, help="diversity-aware queue size rule: "
-                              "dataset (5 percent of the images, x2 mirrored) or generated (follows diversity)")
+    # "dataset": 5% of the images (x2 mirrored); "generated": follows the diversity of the generated images.
+    queue_sizer: str = option("dataset", choices=QUEUE_SIZERS, help="diversity-aware queue size rule")
     queue_fraction: float = 0.05
     queue_min: int = 16
     queue_max: int | None = None        # "generated" sizer's upper bound; None = the dataset rule's size
@@ -195,8 +193,9 @@ class ContrastiveConfig:
                          "shared (default) or independent (released code)")
     real_in_fake_queue: str = option("none", choices=("none", "start", "half"), help="FakeCLR Table 5: half of the "
                                      "fake queue from real images from the start (A) or half-way (B)")
-    reuse_forward: bool = option(True, help="queries reuse the adversarial D forward (default; FakeCLR Table 1 cost); "
-                                            "--no-reuse-forward runs D again")
+    # Queries reuse the adversarial D forward of the same phase (the cost of FakeCLR Table 1).
+    reuse_forward: bool = option(True, help="queries reuse the adversarial D forward (default); --no-reuse-forward "
+                                            "runs D again")
 
 
 def method_config(name: str) -> ContrastiveConfig:
@@ -220,10 +219,11 @@ class TrainConfig:
     batch: int = option(32, help="total batch size over all processes")
     ema_kimg: float = option(10.0, help="half-life of G_ema in kimg")
     ema_rampup: float | None = 0.05
-    tick_kimg: float = option(4.0, flag="--tick", help="kimg between status lines (stats.jsonl, TensorBoard)")
+    tick_kimg: float = option(4.0, flag="--tick", help="kimg between status lines")   # also stats.jsonl, TensorBoard
     snapshot_kimg: float = option(200.0, flag="--snap", help="kimg between snapshots (sample grid + checkpoints)")
-    metrics: list[str] = option(default_factory=list, help="metrics on G_ema at every snapshot, e.g. "
-                                "fid5k_full,kid5k_full, or none (see fakeclr metrics --list)")
+    # Computed on G_ema at every snapshot; "none" on the command line clears a preset's list.
+    metrics: list[str] = option(default_factory=list, help="metrics at every snapshot, e.g. fid5k_full,kid5k_full "
+                                "(see fakeclr metrics --list)")
     metrics_num_gen: int | None = option(None, help="generated images per snapshot metric (fewer for CPU runs; "
                                          "results are then named by this count, e.g. fid500_full)")
     seed: int = option(0, help="random seed")
