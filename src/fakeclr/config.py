@@ -64,6 +64,11 @@ class DataConfig:
                                       "sweep trains on the same images)")
     skip_bad: bool = option(False, switch=True, help="skip unreadable images instead of stopping")
     use_labels: bool = option(False, flag="--cond", switch=True, help="condition on the labels of dataset.json")
+    # Streaming (fakeclr.data.stream): None = when the decoded images would exceed 2 GiB.
+    stream: bool | None = option(None, help="decode images when they are drawn, in --workers processes, instead of "
+                                            "holding them all decoded (default: above 2 GiB of decoded images)")
+    workers: int = option(2, help="DataLoader worker processes that decode a streamed data set (0: the training "
+                                  "process itself)")
 
 
 @dataclass
@@ -443,6 +448,8 @@ def validate(cfg: TrainConfig, world_size: int = 1) -> None:
         raise UserError(f"--p must lie in [0, 1] (got {cfg.augment.p}).")
     if cfg.snapshot_kimg <= 0 or cfg.tick_kimg <= 0:
         raise UserError("--snap and the tick interval must be positive.")
+    if cfg.data.workers < 0:
+        raise UserError(f"--workers must be non-negative (got {cfg.data.workers}).")
     if cfg.optim.freeze_d < 0:
         raise UserError(f"--freeze-d must be non-negative (got {cfg.optim.freeze_d}).")
     validate_contrastive(cfg.contrastive)

@@ -45,6 +45,7 @@ are used as float vectors. Every image file must have a label.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -180,6 +181,7 @@ class _ZipSource(_Source):
     def __init__(self, path: Path):
         self.path = path
         self.description = str(path)
+        self._pid, self._archive = os.getpid(), _archive_stat(path)
         try:
             self.zip = zipfile.ZipFile(path)
             entries = [i.filename for i in self.zip.infolist() if not i.is_dir()]
@@ -198,6 +200,24 @@ class _ZipSource(_Source):
     def where(self, name: str) -> str:
         return f"'{name}' in archive '{self.path}'"
 
+    def reopen_if_needed(self) -> None:
+        """Re-open the archive in a new process (a forked DataLoader worker must not share the parent's file
+        offset) or when the file on disk was replaced; a vanished archive stays as it was (its members then
+        read as vanished through :func:`fakeclr.data.stream.file_stat`)."""
+        now = _archive_stat(self.path)
+        if self._pid == os.getpid() and now == self._archive and getattr(self, "zip", None) is not None:
+            return
+        self._pid, self._archive = os.getpid(), now
+        if now is None:
+            self.zip = zipfile.ZipFile(io.BytesIO(_EMPTY_ZIP))
+            return
+        self.zip = zipfile.ZipFile(self.path)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["zip"], state["_pid"] = None, None       # re-opened where it is used
+        return state
+
     @contextlib.contextmanager
     def open(self, name: str) -> Iterator[Image.Image]:
         with self.zip.open(name) as f, Image.open(f) as im:
@@ -209,7 +229,20 @@ class _ZipSource(_Source):
         return f"'{LABELS_FILE}' in archive '{self.path}'", self.zip.read(LABELS_FILE)
 
     def close(self) -> None:
-        self.zip.close()
+        if getattr(self, "zip", None) is not None:
+            self.zip.close()
+        self.zip = None
+
+
+def _archive_stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+_EMPTY_ZIP = b"PK\x05\x06" + b"\x00" * 18
 
 
 class _EmbeddedSource(_Source):
@@ -537,8 +570,10 @@ def probe_dataset(source: str | os.PathLike | None = None, resolution: int | Non
 
 def open_dataset(source: str | os.PathLike | None = None, resolution: int | None = None,
                  channels: int | None = None, mirror: bool = False, subset: int | float | None = None,
-                 subset_seed: int = 0, skip_bad: bool = False, use_labels: bool = True) -> ImageDataset:
-    """Open, decode and convert a data set into memory (see the module docstring for every rule).
+                 subset_seed: int = 0, skip_bad: bool = False, use_labels: bool = True,
+                 stream: bool | None = None):
+    """Open, decode and convert a data set into memory (see the module docstring for every rule), or open it
+    for decoding on demand (:class:`~fakeclr.data.stream.StreamingDataset`, the same items).
 
     Args:
         source: image folder, zip archive, ``"embedded:lfw"`` / ``"lfw"``, or None for the embedded default.
@@ -549,10 +584,15 @@ def open_dataset(source: str | os.PathLike | None = None, resolution: int | None
         subset_seed: seed of the subset permutation.
         skip_bad: skip unreadable images (listed in ``dataset.skipped``) instead of raising ``UserError``.
         use_labels: read ``dataset.json`` labels; False gives ``label_dim == 0``.
+        stream: True decodes images when they are drawn (headers only at opening; an image unreadable then is
+            an error, not skipped); None streams when the decoded images would exceed
+            :data:`~fakeclr.data.stream.STREAM_THRESHOLD_BYTES`; False decodes everything now.
     Returns:
-        An :class:`ImageDataset` with ``images`` uint8 ``[N, C, R, R]`` and ``labels`` float32 ``[N, D]``.
+        An :class:`ImageDataset` with ``images`` uint8 ``[N, C, R, R]`` and ``labels`` float32 ``[N, D]``, or a
+        :class:`~fakeclr.data.stream.StreamingDataset`.
     """
     src = _open_source(source)
+    streaming = False
     try:
         names = src.names
         order, want = subset_indices(len(names), subset, subset_seed)
@@ -563,6 +603,17 @@ def open_dataset(source: str | os.PathLike | None = None, resolution: int | None
 
         # Pass 1: headers of the chosen images (cheap) decide the native resolution and the channel count.
         headers, pos, resolution, channels = _probe(src, names, order, want, resolution, channels, skip_bad, skipped)
+        from .stream import STREAM_THRESHOLD_BYTES, StreamingDataset, decoded_bytes, file_stat
+        if stream is None:
+            stream = decoded_bytes(len(headers), channels, resolution) > STREAM_THRESHOLD_BYTES
+        if stream:
+            keep = sorted(headers)
+            num_classes = int(raw_labels.max()) + 1 if raw_labels is not None and raw_labels.ndim == 1 else 0
+            kind = None if raw_labels is None else ("class" if raw_labels.ndim == 1 else "vector")
+            streaming = True
+            return StreamingDataset(src, [names[i] for i in keep], [file_stat(src, names[i]) for i in keep],
+                                    _label_tensor(raw_labels, keep, num_classes), resolution, channels,
+                                    mirror=mirror, label_kind=kind, skipped=sorted(skipped))
 
         # Pass 2: decode; a file that fails only here is replaced by the next one of the permutation.
         arrays: dict[int, np.ndarray] = {}
@@ -580,7 +631,8 @@ def open_dataset(source: str | os.PathLike | None = None, resolution: int | None
         if not arrays:
             raise UserError(f"No readable images in '{src.description}' ({len(skipped)} skipped as unreadable).")
     finally:
-        src.close()
+        if not streaming:
+            src.close()
 
     keep = sorted(arrays)
     images = torch.from_numpy(np.stack([arrays[i] for i in keep]))

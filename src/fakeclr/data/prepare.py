@@ -72,9 +72,9 @@ def write_archive(dataset: ImageDataset, dest: str | os.PathLike) -> int:
     try:
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w") as zf:
-                images = dataset.images.numpy()
+                images = dataset.images          # a tensor, or decoded one by one for a streamed set
                 for i in range(dataset.num_raw):
-                    _add(zf, archive_name(i), _png_bytes(images[i]))
+                    _add(zf, archive_name(i), _png_bytes(images[i].numpy()))
                 labels = _labels_json(dataset)
                 if labels is not None:
                     _add(zf, "dataset.json", labels)

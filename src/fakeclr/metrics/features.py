@@ -152,12 +152,15 @@ def dataset_features(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.T
     """Features ``[N, D]`` of the first ``max_items`` of ``images`` (uint8 ``[N, C, R, R]``), cached on disk.
 
     ``name`` names the cache file (e.g. the data set's source), ``detector`` identifies the feature network
-    (:func:`detector_tag`). The cache key hashes the image bytes, so a changed data set never hits a stale file.
+    (:func:`detector_tag`). The cache key hashes the image bytes, so a changed data set never hits a stale file;
+    for a streamed data set (:class:`~fakeclr.data.stream.LazyImages`) it hashes the files' names and recorded
+    stats instead, and the images are decoded one batch at a time.
     """
+    lazy = hasattr(images, "fingerprint")          # a streamed data set's images, decoded batch by batch
     if max_items is not None:
-        images = images[:max_items]
+        images = images.head(max_items) if lazy else images[:max_items]
     h = hashlib.sha256(json.dumps({"shape": list(images.shape), "detector": detector}).encode())
-    h.update(images.contiguous().numpy().tobytes())
+    h.update(images.fingerprint.encode() if lazy else images.contiguous().numpy().tobytes())
     n, c, r = images.shape[0], images.shape[1], images.shape[2]
     path = stats_cache_dir() / f"{_slug(name)}-{r}px-{c}ch-{n}-{detector}-{h.hexdigest()[:16]}.safetensors"
     if cache and path.is_file():

@@ -89,7 +89,7 @@ def write_neighbours(G, dataset, outdir, num_queries: int = 8, k: int = 5, pool:
     seeds = list(range(seed, seed + pool))
     generated = generate(G, seeds, noise_mode="const", class_idx=0 if G.c_dim else None, device=device).cpu()
     lpips = load_lpips(lpips_net, device) if lpips_net else None
-    nearest_neighbour_report(generated, dataset.images, outdir, k=k, num_queries=num_queries, lpips=lpips,
+    nearest_neighbour_report(generated, dataset.images[:], outdir, k=k, num_queries=num_queries, lpips=lpips,
                              device=device, training_names=dataset.names, generated_seeds=seeds)
     outdir = Path(outdir)
     spaces = ["pixel"] + (["lpips"] if lpips is not None else [])

@@ -31,6 +31,7 @@ from ..nn import Discriminator, Generator
 from . import checkpoint as ckpt
 from ..contrastive.method import ContrastiveMethod
 from .augmentation import Augmentation
+from .feed import RealFeed, RealSampler
 from .loss import PHASES, PhaseContext, stylegan2_terms
 from .monitor import Monitor
 
@@ -58,36 +59,6 @@ class Phase:
     @property
     def gain(self) -> float:
         return float(self.interval)
-
-
-class RealSampler:
-    """Endless shuffled passes over a data set, reproducible from its own generator (training state)."""
-
-    def __init__(self, n: int, seed: int):
-        self.n = n
-        self.gen = torch.Generator().manual_seed(seed)
-        self.perm = torch.randperm(n, generator=self.gen)
-        self.pos = 0
-
-    def next(self, k: int) -> torch.Tensor:
-        """The next ``k`` indices ``[k]``."""
-        out = []
-        while len(out) < k:
-            if self.pos == self.n:
-                self.perm = torch.randperm(self.n, generator=self.gen)
-                self.pos = 0
-            take = min(k - len(out), self.n - self.pos)
-            out.extend(self.perm[self.pos:self.pos + take].tolist())
-            self.pos += take
-        return torch.tensor(out, dtype=torch.long)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"gen": self.gen.get_state(), "perm": self.perm.clone(), "pos": self.pos}
-
-    def load_state_dict(self, s: dict[str, Any]) -> None:
-        self.gen.set_state(s["gen"])
-        self.perm = s["perm"].clone()
-        self.pos = int(s["pos"])
 
 
 def build_networks(cfg: TrainConfig, c_dim: int) -> tuple[Generator, Discriminator]:
@@ -225,6 +196,7 @@ class TrainingRun:
     augmentation: Augmentation
     phases: list[Phase]
     sampler: RealSampler
+    feed: RealFeed                               # real batches in the sampler's order
     registry: ckpt.TrainingState
     init: dict[str, torch.nn.Module] | None      # the --init networks of a fresh fine-tuning run
     frozen: list[str]                            # FreezeD layers
@@ -258,7 +230,7 @@ def build_run(cfg: TrainConfig, run_dir: Path, device: torch.device, fresh: bool
     rank, world = dist.rank(), dist.world_size()
     data = open_dataset(cfg.data.source, resolution=cfg.data.resolution, channels=cfg.data.channels,
                         mirror=cfg.data.mirror, subset=cfg.data.subset, subset_seed=cfg.data.subset_seed,
-                        skip_bad=cfg.data.skip_bad, use_labels=cfg.data.use_labels)
+                        skip_bad=cfg.data.skip_bad, use_labels=cfg.data.use_labels, stream=cfg.data.stream)
     cfg.data.resolution, cfg.data.channels = data.resolution, data.num_channels
     validate(cfg, world)
     if cfg.metrics:
@@ -279,8 +251,9 @@ def build_run(cfg: TrainConfig, run_dir: Path, device: torch.device, fresh: bool
     phases = build_phases(G, D, cfg, terms, method.trainable)
     sampler = RealSampler(len(data), seed=cfg.seed * world + rank)
     torch.manual_seed(cfg.seed * world + rank)
+    feed = RealFeed(data, sampler, cfg.batch // world, device, workers=cfg.data.workers)
     run = TrainingRun(cfg, run_dir, device, data, c_dim, cfg.batch // world, G, D, G_ema, method, augmentation,
-                      phases, sampler, ckpt.TrainingState(), init, frozen)
+                      phases, sampler, feed, ckpt.TrainingState(), init, frozen)
 
     # The training state, one list for both ways (save and restore).
     optimizers = {"G_opt": phases[0].opt, "D_opt": next(p.opt for p in phases if D in p.modules)}
@@ -325,9 +298,8 @@ def train_step(run: TrainingRun, monitor: Monitor, last_state) -> None:
     update ``G_ema`` and the augmentation probability. ``last_state`` is named if the loss diverges."""
     cfg, G, D, device, batch, c_dim = run.cfg, run.G, run.D, run.device, run.batch, run.c_dim
     augmentation, phases = run.augmentation, run.phases
-    idx = run.sampler.next(batch)
-    real_u8, real_c = run.data.batch(idx)
-    real_img = real_u8.to(device).float() / 127.5 - 1
+    real_u8, real_c = run.feed.next()
+    real_img = real_u8.to(device, non_blocking=True).float() / 127.5 - 1
     real_c = real_c.to(device) if c_dim else torch.zeros(batch, 0, device=device)
     all_z = torch.randn(len(phases), batch, G.z_dim, device=device)
     all_c = _random_labels(run.data, len(phases) * batch, c_dim, device).reshape(len(phases), batch, c_dim)
@@ -425,33 +397,36 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
         dist.barrier()
 
     with _StopFlag() as stop:
-        while run.cur_nimg < stop_nimg:
-            train_step(run, monitor, last["state"])
-            cur_nimg = run.cur_nimg
-            # ---------------------------------------------------------------- ticks, snapshots, stop
-            done = cur_nimg >= stop_nimg
-            stopping = dist.all_reduce_sum(torch.tensor([1.0 if stop.signum else 0.0])).item() > 0
-            if done or stopping or cur_nimg // tick_nimg != (cur_nimg - cfg.batch) // tick_nimg:
-                method.on_tick()
-                extra = {"augment_p": run.augmentation.p, "iteration": run.iteration}
-                if method.queue_size is not None:
-                    extra["fake_queue_size"] = method.queue_size
-                monitor.tick(cur_nimg, tick_start_nimg, extra)
-                tick_start_nimg = cur_nimg
-            if done or stopping or cur_nimg // snap_nimg != (cur_nimg - cfg.batch) // snap_nimg:
-                if rank == 0:
-                    grid = _sample_grid(G_ema, grid_z, grid_c, batch)
-                    save_grid(grid, run_dir / f"fakes{ckpt.kimg_tag(cur_nimg)}.png")
-                    if cur_nimg >= total_nimg:  # the end of the run: the same grid enlarged, to be looked at
-                        zoom = readable_zoom(grid.shape[-1] * math.ceil(math.sqrt(len(grid))))
-                        save_grid(grid, run_dir / "fakes-final.png", zoom=zoom)
-                save_checkpoint()
-            if stopping:
-                monitor.close()
-                signum = stop.signum or signal.SIGTERM
-                raise TrainingStopped(f"Stopped by {signal.Signals(signum).name} at kimg {cur_nimg / 1000:g}; "
-                                      f"state saved to {last['state']}. Run the same command to continue.",
-                                      128 + int(signum))
+        try:
+            while run.cur_nimg < stop_nimg:
+                train_step(run, monitor, last["state"])
+                cur_nimg = run.cur_nimg
+                # ---------------------------------------------------------------- ticks, snapshots, stop
+                done = cur_nimg >= stop_nimg
+                stopping = dist.all_reduce_sum(torch.tensor([1.0 if stop.signum else 0.0])).item() > 0
+                if done or stopping or cur_nimg // tick_nimg != (cur_nimg - cfg.batch) // tick_nimg:
+                    method.on_tick()
+                    extra = {"augment_p": run.augmentation.p, "iteration": run.iteration}
+                    if method.queue_size is not None:
+                        extra["fake_queue_size"] = method.queue_size
+                    monitor.tick(cur_nimg, tick_start_nimg, extra)
+                    tick_start_nimg = cur_nimg
+                if done or stopping or cur_nimg // snap_nimg != (cur_nimg - cfg.batch) // snap_nimg:
+                    if rank == 0:
+                        grid = _sample_grid(G_ema, grid_z, grid_c, batch)
+                        save_grid(grid, run_dir / f"fakes{ckpt.kimg_tag(cur_nimg)}.png")
+                        if cur_nimg >= total_nimg:  # the end of the run: the same grid enlarged, to be looked at
+                            zoom = readable_zoom(grid.shape[-1] * math.ceil(math.sqrt(len(grid))))
+                            save_grid(grid, run_dir / "fakes-final.png", zoom=zoom)
+                    save_checkpoint()
+                if stopping:
+                    monitor.close()
+                    signum = stop.signum or signal.SIGTERM
+                    raise TrainingStopped(f"Stopped by {signal.Signals(signum).name} at kimg {cur_nimg / 1000:g}; "
+                                          f"state saved to {last['state']}. Run the same command to continue.",
+                                          128 + int(signum))
+        finally:
+            run.feed.close()                 # the streaming workers, if any
     monitor.close()
     return {**last, "nets": {**run.nets, **method.modules}}
 
@@ -611,8 +586,10 @@ def _check_resumable(saved: TrainConfig, new: TrainConfig, path) -> None:
 
 
 def _continue_config(saved: TrainConfig, new: TrainConfig) -> TrainConfig:
-    """The saved config with the continuable fields taken from the new one."""
+    """The saved config with the continuable fields taken from the new one (how the data are fed, too: streaming
+    gives the same images)."""
     out = TrainConfig.from_dict(saved.to_dict())
     for key in _CONTINUABLE:
         setattr(out, key, getattr(new, key))
+    out.data.stream, out.data.workers = new.data.stream, new.data.workers
     return out
