@@ -92,6 +92,19 @@ def test_monitor_averages_over_values_and_eta(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "stats.jsonl").read_text())["Loss/G/loss"] == pytest.approx(3.0)
 
 
+def test_monitor_reports_each_part_s_time_per_kimg_of_the_tick(tmp_path):
+    """Timing/<part>: the part's seconds in the tick divided by the tick's kimg; reset at every tick."""
+    m = Monitor(tmp_path, total_kimg=10, tensorboard=False, stream=io.StringIO())
+    m.add_time("Gmain", 3.0)
+    m.add_time("Dmain", 1.0)
+    m.add_time("Gmain", 1.5)
+    rec = m.tick(cur_nimg=1500, tick_start_nimg=1000, extra={})               # a 0.5-kimg tick
+    assert rec["Timing/Gmain"] == pytest.approx(9.0) and rec["Timing/Dmain"] == pytest.approx(2.0)
+    m.add_time("Dmain", 0.25)
+    rec = m.tick(cur_nimg=2500, tick_start_nimg=1500, extra={})
+    assert "Timing/Gmain" not in rec and rec["Timing/Dmain"] == pytest.approx(0.25)
+
+
 @pytest.mark.parametrize("p", [0.0, 1.0])
 def test_apa_shows_the_discriminator_fakes_as_reals_with_probability_p(p, tmp_path, monkeypatch):
     """The wiring: the D phases' reals are the G phase's fakes of the same iteration with probability p (0: never,

@@ -15,6 +15,7 @@ import json
 import math
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,7 @@ def train_step(run: TrainingRun, monitor: Monitor, last_state) -> None:
     update ``G_ema`` and the augmentation probability. ``last_state`` is named if the loss diverges."""
     cfg, G, D, device, batch, c_dim = run.cfg, run.G, run.D, run.device, run.batch, run.c_dim
     augmentation, phases = run.augmentation, run.phases
+    t0 = time.perf_counter()
     real_u8, real_c = run.feed.next()
     real_img = real_u8.to(device, non_blocking=True).float() / 127.5 - 1
     real_c = real_c.to(device) if c_dim else torch.zeros(batch, 0, device=device)
@@ -305,9 +307,11 @@ def train_step(run: TrainingRun, monitor: Monitor, last_state) -> None:
     all_c = _random_labels(run.data, len(phases) * batch, c_dim, device).reshape(len(phases), batch, c_dim)
     pseudo = None
     run.method.before_iteration()
+    monitor.add_time("data", time.perf_counter() - t0)
     for phase, z, c in zip(phases, all_z, all_c):
         if run.iteration % phase.interval != 0:
             continue
+        t0 = time.perf_counter()
         phase_real = real_img
         if D in phase.modules and augmentation.pseudo_real and pseudo is not None:
             phase_real = augmentation.pseudo_augment(real_img, pseudo)       # APA: fakes shown as reals
@@ -332,6 +336,8 @@ def train_step(run: TrainingRun, monitor: Monitor, last_state) -> None:
         if phase.name == "Gmain" and "fake" in ctx._cache:
             pseudo = ctx._cache["fake"][0].detach()
         monitor.add(ctx.stats)
+        monitor.add_time(phase.name, time.perf_counter() - t0)
+    t0 = time.perf_counter()
     for module in run.trainables:
         module.requires_grad_(False)
     dist.average_buffers(G, "w_avg")
@@ -339,6 +345,7 @@ def train_step(run: TrainingRun, monitor: Monitor, last_state) -> None:
     run.iteration += 1
     update_ema(run.G_ema, G, cfg, run.cur_nimg, cfg.batch)
     augmentation.update(run.iteration, run.cur_nimg, cfg.batch)
+    monitor.add_time("ema_augment", time.perf_counter() - t0)
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = None, device: str = "cpu",
@@ -412,6 +419,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
                     monitor.tick(cur_nimg, tick_start_nimg, extra)
                     tick_start_nimg = cur_nimg
                 if done or stopping or cur_nimg // snap_nimg != (cur_nimg - cfg.batch) // snap_nimg:
+                    t0 = time.perf_counter()
                     if rank == 0:
                         grid = _sample_grid(G_ema, grid_z, grid_c, batch)
                         save_grid(grid, run_dir / f"fakes{ckpt.kimg_tag(cur_nimg)}.png")
@@ -419,6 +427,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
                             zoom = readable_zoom(grid.shape[-1] * math.ceil(math.sqrt(len(grid))))
                             save_grid(grid, run_dir / "fakes-final.png", zoom=zoom)
                     save_checkpoint()
+                    monitor.add_time("snapshot", time.perf_counter() - t0)      # shown in the next tick
                 if stopping:
                     monitor.close()
                     signum = stop.signum or signal.SIGTERM

@@ -1,7 +1,10 @@
 """What a run shows while it trains: a status line per tick, ``stats.jsonl`` and TensorBoard scalars.
 
 Statistics are collected per tick on each process and averaged over processes at the tick boundary, so every
-rank logs the same numbers (rank 0 writes them).
+rank logs the same numbers (rank 0 writes them). Where the time goes is recorded the same way: ``Timing/<part>``
+is the part's wall time per kimg in the tick (the phases ``Gmain`` ... ``Dreg``, ``data``, ``ema_augment``,
+``snapshot``), next to the total ``sec_per_kimg``. On CUDA the parts are host times of asynchronous kernels
+(only the total is exact there).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class Monitor:
         self.total_kimg = total_kimg
         self.stream = sys.stdout if stream is None else stream
         self.sums: dict[str, list[float]] = {}
+        self.times: dict[str, float] = {}
         self.writer = None
         self.is_writer = dist.rank() == 0 and self.run_dir is not None
         if self.is_writer and tensorboard:
@@ -55,19 +59,26 @@ class Monitor:
                 entry[0] += float(v.double().sum())
                 entry[1] += v.numel()
 
+    def add_time(self, part: str, seconds: float) -> None:
+        """Add ``seconds`` of wall time spent in ``part`` during this tick."""
+        self.times[part] = self.times.get(part, 0.0) + seconds
+
     def tick(self, cur_nimg: int, tick_start_nimg: int, extra: dict[str, float]) -> dict[str, float]:
         """Average the tick's statistics over processes, print a status line and write them. Returns the record."""
+        for part, seconds in self.times.items():     # averaged over processes like the statistics
+            self.sums[f"Timing/{part}"] = [seconds, 1.0]
         names = sorted(self.sums)
         # Every rank must reduce the same names in the same order: gather the union first.
         names = sorted(set().union(*dist.all_gather_object(names)))
         buf = torch.tensor([self.sums.get(n, [0.0, 0.0]) for n in names], dtype=torch.float64).reshape(-1, 2)
         dist.all_reduce_sum(buf)
         means = {n: float(s / c) for n, (s, c) in zip(names, buf.tolist()) if c > 0}
-        self.sums = {}
+        self.sums, self.times = {}, {}
 
         now = time.time()
         kimg = cur_nimg / 1000
         tick_kimg = max((cur_nimg - tick_start_nimg) / 1000, 1e-9)
+        means = {n: (v / tick_kimg if n.startswith("Timing/") else v) for n, v in means.items()}
         sec_per_kimg = (now - self.tick_start_time) / tick_kimg
         self.tick_start_time = now
         record = {"kimg": kimg, "time_s": now - self.start_time, "sec_per_kimg": sec_per_kimg, **extra, **means}
