@@ -306,3 +306,16 @@ def test_bad_arguments():
     D = Discriminator(img_resolution=16, img_channels=3, **SMALL)
     with pytest.raises(ValueError):
         D(torch.randn(2, 3, 32, 32))
+
+
+@pytest.mark.parametrize("taps,padding,flip", [(4, 1, False), (12, -6, True), (2, (1, 2, 3, 0), False)])
+def test_downsampling_keeps_every_second_sample_of_the_full_filtering(taps, padding, flip):
+    """upfirdn2d(down=2) computes only the kept outputs (a strided convolution): they equal, bit for bit, every
+    second sample of the same filtering at full rate, from the first."""
+    from fakeclr.nn.ops import setup_filter, upfirdn2d
+    gen = torch.Generator().manual_seed(taps)
+    x = torch.randn(3, 5, 39, 42, generator=gen)
+    f = setup_filter(torch.rand(taps, generator=gen) + 0.1)
+    full = upfirdn2d(x, f, padding=padding, flip_filter=flip)
+    assert torch.equal(upfirdn2d(x, f, down=2, padding=padding, flip_filter=flip), full[:, :, ::2, ::2])
+    assert torch.equal(upfirdn2d(x, f, down=(2, 1), padding=padding, flip_filter=flip), full[:, :, :, ::2])

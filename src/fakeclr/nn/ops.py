@@ -106,14 +106,12 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[int] =
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))
+    # Downsampling keeps every down-th output from the first: the strided convolution computes only those.
     if f.ndim == 2:
-        x = F.conv2d(x, f[None, None].expand(c, 1, *f.shape), groups=c)
+        x = F.conv2d(x, f[None, None].expand(c, 1, *f.shape), groups=c, stride=(downy, downx))
     else:
-        x = F.conv2d(x, f[None, None, None, :].expand(c, 1, 1, f.shape[0]), groups=c)
-        x = F.conv2d(x, f[None, None, :, None].expand(c, 1, f.shape[0], 1), groups=c)
-
-    if downx > 1 or downy > 1:
-        x = x[:, :, ::downy, ::downx]
+        x = F.conv2d(x, f[None, None, None, :].expand(c, 1, 1, f.shape[0]), groups=c, stride=(1, downx))
+        x = F.conv2d(x, f[None, None, :, None].expand(c, 1, f.shape[0], 1), groups=c, stride=(downy, 1))
     return x
 
 
