@@ -64,6 +64,18 @@ def test_two_process_gloo_training(tmp_path, method):
     assert len((tmp_path / "stats.jsonl").read_text().splitlines()) == 2
 
 
+def test_two_process_streamed_training_equals_in_memory(tmp_path):
+    """Each process streams its own draws through a DataLoader worker; the networks equal the in-memory run's."""
+    runs = {}
+    for feed in ("ada", "ada:stream"):
+        proc, out = run_torchrun_once_more_after_teardown_crash(tmp_path / feed.replace(":", "-"), feed)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        runs[feed] = json.loads((out / "ranks.json").read_text())
+    for rank in (0, 1):
+        for name in ("G", "D", "G_ema"):
+            assert runs["ada"][rank][name] == runs["ada:stream"][rank][name], (rank, name)
+
+
 def test_batch_not_divisible_by_processes(tmp_path):
     from fakeclr.config import preset_config, validate
     from fakeclr.errors import UserError
