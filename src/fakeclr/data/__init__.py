@@ -1,7 +1,9 @@
-"""Data sets: image folders, zip archives and the embedded LFW faces, decoded once into uint8 tensors.
+"""Data sets: image folders, zip archives and the embedded LFW faces, decoded once into uint8 tensors, or
+decoded when drawn (large sets).
 
-``open_dataset`` reads a source into an in-memory :class:`ImageDataset`; ``prepare_dataset`` writes a training
-archive (a zip of same-size PNGs). The rules for conversion, native resolution, subsets and labels are in the
+``open_dataset`` reads a source into an in-memory :class:`ImageDataset`, or opens it as a
+:class:`~fakeclr.data.stream.StreamingDataset` (``stream=``); ``prepare_dataset`` writes a training archive (a
+zip of same-size PNGs). The rules for conversion, native resolution, subsets and labels are in the
 docstring of :mod:`fakeclr.data.dataset`.
 """
 

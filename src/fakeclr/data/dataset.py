@@ -1,4 +1,5 @@
-"""Image data sets for few-shot GAN training, decoded once into one uint8 tensor.
+"""Image data sets for few-shot GAN training, decoded once into one uint8 tensor (large sets: decoded when drawn,
+see :mod:`fakeclr.data.stream`).
 
 A *source* is an image folder (searched recursively), a zip archive of images (for example one written by
 :func:`fakeclr.data.prepare_dataset`), or the embedded LFW faces (``"embedded:lfw"``, also ``"lfw"``; see

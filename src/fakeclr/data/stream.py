@@ -177,9 +177,6 @@ class StreamingDataset:
             raise UserError(f"Cannot read image {self._src.where(name)} any more ({e}); restore it (or start a new "
                             "run on the data as it is now).") from e
 
-    def __getstate__(self):          # DataLoader workers get the names and stats and re-open the source
-        return dict(self.__dict__)
-
 
 def file_stat(src, name: str) -> tuple | None:
     """What a file looks like now: ``(size, mtime_ns)`` in a folder, ``(size, crc)`` in a zip, ``()`` for the
