@@ -433,7 +433,40 @@ def _label_tensor(raw: np.ndarray | None, keep: Sequence[int], num_classes: int)
 # The data set.
 
 
-class ImageDataset(Dataset):
+class DatasetItems(Dataset):
+    """What every data set of this package offers on top of its raw images ``[N, C, R, R]`` and ``labels``:
+    ``len`` (``2 N`` with ``mirror``: item ``i >= N`` is image ``i - N`` flipped left-right, same label), the label
+    size, and :meth:`batch`. Subclasses give ``num_raw``, ``mirror``, ``labels`` and :meth:`raw_batch`."""
+
+    @property
+    def label_dim(self) -> int:
+        return self.labels.shape[1]
+
+    @property
+    def has_labels(self) -> bool:
+        return self.label_dim > 0
+
+    def __len__(self) -> int:
+        return self.num_raw * (2 if self.mirror else 1)
+
+    def raw_batch(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw images ``raw [B]`` (indices below N) as a new uint8 tensor ``[B, C, R, R]``."""
+        raise NotImplementedError
+
+    def batch(self, indices: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Many items at once: uint8 ``[B, C, R, R]`` and float32 ``[B, label_dim]`` for indices in ``[0, len)``."""
+        idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+        if idx.numel() and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"indices must lie in [0, {len(self)})")
+        raw = idx % self.num_raw
+        images = self.raw_batch(raw)
+        flip = idx >= self.num_raw
+        if flip.any():
+            images[flip] = images[flip].flip(3)
+        return images, self.labels[raw]
+
+
+class ImageDataset(DatasetItems):
     """A decoded image data set held in memory, optionally doubled by x-flips.
 
     ``images`` is uint8 ``[N, C, R, R]`` (N raw images), ``labels`` float32 ``[N, label_dim]``. With
@@ -476,17 +509,6 @@ class ImageDataset(Dataset):
     def num_channels(self) -> int:
         return self.images.shape[1]
 
-    @property
-    def label_dim(self) -> int:
-        return self.labels.shape[1]
-
-    @property
-    def has_labels(self) -> bool:
-        return self.label_dim > 0
-
-    def __len__(self) -> int:
-        return self.num_raw * (2 if self.mirror else 1)
-
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(self)
         i = int(idx)
@@ -499,17 +521,8 @@ class ImageDataset(Dataset):
         image = image.flip(2) if i >= self.num_raw else image.clone()
         return image, self.labels[raw].clone()
 
-    def batch(self, indices: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Many items at once: uint8 ``[B, C, R, R]`` and float32 ``[B, label_dim]`` for indices in ``[0, len)``."""
-        idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
-        if idx.numel() and (idx.min() < 0 or idx.max() >= len(self)):
-            raise IndexError(f"indices must lie in [0, {len(self)})")
-        raw = idx % self.num_raw
-        images = self.images[raw]
-        flip = idx >= self.num_raw
-        if flip.any():
-            images[flip] = images[flip].flip(3)
-        return images, self.labels[raw]
+    def raw_batch(self, raw: torch.Tensor) -> torch.Tensor:
+        return self.images[raw]                      # advanced indexing: a copy
 
     def __repr__(self) -> str:
         return (f"ImageDataset({self.source!r}: {self.num_raw} images{' x2 mirrored' if self.mirror else ''}, "

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from .dataset import DatasetItems
 
 __all__ = ["STREAM_THRESHOLD_BYTES", "StreamingDataset", "LazyImages", "decoded_bytes"]
 
@@ -71,7 +72,7 @@ class LazyImages:
         return self._ds.fingerprint(self._n)
 
 
-class StreamingDataset:
+class StreamingDataset(DatasetItems):
     """A data set decoded on demand; the same items as :class:`~fakeclr.data.ImageDataset` would hold.
 
     Built by :func:`fakeclr.data.open_dataset`. ``src`` is the data source (re-opened in each worker process),
@@ -106,19 +107,8 @@ class StreamingDataset:
         return self._channels
 
     @property
-    def label_dim(self) -> int:
-        return self.labels.shape[1]
-
-    @property
-    def has_labels(self) -> bool:
-        return self.label_dim > 0
-
-    @property
     def images(self) -> LazyImages:
         return LazyImages(self)
-
-    def __len__(self) -> int:
-        return self.num_raw * (2 if self.mirror else 1)
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(self)
@@ -128,21 +118,9 @@ class StreamingDataset:
         images, labels = self.batch([i])
         return images[0], labels[0]
 
-    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 ``[B, C, R, R]`` and float32 ``[B, label_dim]`` for item indices in ``[0, len)`` (item ``i >= N``
-        is image ``i - N`` flipped left-right)."""
-        idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
-        if idx.numel() and (idx.min() < 0 or idx.max() >= len(self)):
-            raise IndexError(f"indices must lie in [0, {len(self)})")
-        raw = idx % self.num_raw
-        images = self.raw_batch(raw.tolist())
-        flip = idx >= self.num_raw
-        if flip.any():
-            images[flip] = images[flip].flip(3)
-        return images, self.labels[raw]
-
-    def raw_batch(self, raw: Sequence[int]) -> torch.Tensor:
+    def raw_batch(self, raw) -> torch.Tensor:
         """The decoded images ``raw`` (indices below N): uint8 ``[B, C, R, R]``."""
+        raw = torch.as_tensor(raw, dtype=torch.long).reshape(-1).tolist()
         out = torch.empty(len(raw), self._channels, self._resolution, self._resolution, dtype=torch.uint8)
         for k, i in enumerate(raw):
             out[k].numpy()[...] = self._decode(int(i))
