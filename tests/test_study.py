@@ -276,3 +276,18 @@ def test_built_in_table2_at_tiny_scale(tmp_path, capsys):
     start = time.time()
     assert main(args) == 0
     assert time.time() - start < 30 and capsys.readouterr().out.count("finished before, skipped") == 7
+
+
+def test_threads_are_divided_between_the_jobs(tmp_path, monkeypatch):
+    """``--threads T --jobs J`` gives each child ``T // J`` threads (at least one); without it, the cores."""
+    seen = []
+    monkeypatch.setattr(st, "_run_job", lambda job, device, threads, log: seen.append(threads) or {"status": "failed"})
+    monkeypatch.setattr(st.os, "cpu_count", lambda: 8)
+    study = st.STUDIES["table2"]
+    jobs = st.plan_study(study, ["lfw"], tmp_path, "tiny", [0], kimg=0.05)[:2]
+    for threads, n_jobs, expected in [(None, 2, 4), (None, 1, 8), (6, 2, 3), (1, 2, 1), (3, 1, 3)]:
+        seen.clear()
+        st.run_study(study, jobs, tmp_path, n_jobs, threads=threads, stream=open(tmp_path / "log", "w"))
+        assert seen == [expected, expected]
+    with pytest.raises(UserError, match="--threads must be at least 1"):
+        st.run_study(study, jobs, tmp_path, 1, threads=0)

@@ -638,6 +638,9 @@ def _add_study(sub) -> None:
                                                     "(default: the scale's)")
     p.add_argument("--num-gen", type=int, help="generated images per FID/KID and PPL samples (default: the scale's)")
     p.add_argument("--jobs", type=int, default=1, help="runs at once; the CPU threads are divided between them")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the whole study, divided between the --jobs runs (default: every core); "
+                        "fewer leave cores to other work")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their fakeclr train arguments, then exit")
     p.set_defaults(run=_run_study)
@@ -656,7 +659,7 @@ def _run_study(args) -> int:
             print(f"{job.label}: fakeclr train {' '.join(job.train_args)}  (evaluated at kimg "
                   f"{', '.join(f'{k:g}' for k in job.points)})")
         return 0
-    record = run_study(study, jobs, args.outdir, args.jobs, args.device)
+    record = run_study(study, jobs, args.outdir, args.jobs, args.device, threads=args.threads)
     return 0 if all(r["status"] == "done" for r in record["runs"]) else 1
 
 

@@ -367,12 +367,18 @@ def _last_error(log_path: Path) -> str | None:
 
 
 def run_study(study: Study, jobs: list[Job], outdir: str | Path, n_jobs: int = 1, device: str = "cpu",
-              stream=None) -> dict[str, Any]:
-    """Run (or continue) every job, ``n_jobs`` at a time, then write study.json/.md/.html; the study record."""
+              stream=None, threads: int | None = None) -> dict[str, Any]:
+    """Run (or continue) every job, ``n_jobs`` at a time, then write study.json/.md/.html; the study record.
+
+    ``threads`` CPU threads in all (default: every core) are divided between the ``n_jobs`` runs, at least one
+    each; fewer leave cores to other work on the machine.
+    """
     stream = sys.stdout if stream is None else stream
     if n_jobs < 1:
         raise UserError("--jobs must be at least 1.")
-    threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    if threads is not None and threads < 1:
+        raise UserError("--threads must be at least 1.")
+    threads = max(1, (threads or os.cpu_count() or 1) // n_jobs)
     lock = threading.Lock()
     total = len(jobs)
     counter = iter(range(1, total + 1))
