@@ -319,3 +319,36 @@ def test_downsampling_keeps_every_second_sample_of_the_full_filtering(taps, padd
     full = upfirdn2d(x, f, padding=padding, flip_filter=flip)
     assert torch.equal(upfirdn2d(x, f, down=2, padding=padding, flip_filter=flip), full[:, :, ::2, ::2])
     assert torch.equal(upfirdn2d(x, f, down=(2, 1), padding=padding, flip_filter=flip), full[:, :, :, ::2])
+
+
+@pytest.mark.parametrize("channels,up,down", [(1, 2, 1), (3, 2, 1), (3, 1, 2), (5, 1, 1)])
+def test_fir_backward_equals_autograd_through_the_convolution(channels, up, down):
+    """The separable FIR passes have their own backward (the correlation of the padded gradient with the flipped
+    taps): the output is the convolution's, bit for bit, and the first and second derivatives equal those of
+    autograd through ``F.conv2d(groups=C)``, computed here independently in float64."""
+    import torch.nn.functional as F
+    from fakeclr.nn import ops
+    gen = torch.Generator().manual_seed(channels * 10 + up)
+    x = torch.randn(2, channels, 13, 17, generator=gen, dtype=torch.float64, requires_grad=True)
+    f = ops.setup_filter(torch.rand(12, generator=gen) + 0.1).double()    # 12 taps: separable
+    assert f.ndim == 1
+
+    def by_conv(x):        # the same filtering with autograd's convolution backward
+        c = x.shape[1]
+        if up > 1:
+            x = F.pad(x.reshape(*x.shape[:2], 13, 1, 17, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(2, c, 13 * up, 17 * up)
+        x = F.pad(x, [5, 6, 5, 6])
+        g = f.flip(0)
+        x = F.conv2d(x, g[None, None, None, :].expand(c, 1, 1, 12), groups=c, stride=(1, down))
+        return F.conv2d(x, g[None, None, :, None].expand(c, 1, 12, 1), groups=c, stride=(down, 1))
+
+    out = ops.upfirdn2d(x, f, up=up, down=down, padding=[5, 6, 5, 6])
+    ref = by_conv(x)
+    assert torch.equal(out, ref)
+    weight = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    (g1,) = torch.autograd.grad((out.square() * weight).sum(), x, create_graph=True)
+    (r1,) = torch.autograd.grad((ref.square() * weight).sum(), x, create_graph=True)
+    torch.testing.assert_close(g1, r1, rtol=1e-12, atol=1e-12)
+    (g2,) = torch.autograd.grad(g1.square().sum(), x)     # R1's double backward
+    (r2,) = torch.autograd.grad(r1.square().sum(), x)
+    torch.testing.assert_close(g2, r2, rtol=1e-12, atol=1e-12)
