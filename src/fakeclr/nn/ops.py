@@ -83,8 +83,7 @@ class _DepthwiseCorrelation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(w)
-        c = x.shape[1]
-        return F.conv2d(x, w[None, None].expand(c, 1, *w.shape), groups=c)
+        return _conv_per_channel(x, w)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -104,8 +103,12 @@ def _depthwise(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, int]) -> tor
     """
     if stride == (1, 1) and 1 in w.shape and not w.requires_grad:
         return _DepthwiseCorrelation.apply(x, w)
-    c = x.shape[1]
-    return F.conv2d(x, w[None, None].expand(c, 1, *w.shape), groups=c, stride=stride)
+    return _conv_per_channel(x, w, stride)
+
+
+def _conv_per_channel(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, int] = (1, 1)) -> torch.Tensor:
+    """``F.conv2d`` of every channel of ``x [N, C, H, W]`` with the same taps ``w [kh, kw]`` (a correlation)."""
+    return F.conv2d(x, w[None, None].expand(x.shape[1], 1, *w.shape), groups=x.shape[1], stride=stride)
 
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[int] = 1, down: int | Sequence[int] = 1,
