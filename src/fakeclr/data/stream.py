@@ -9,7 +9,8 @@ each file's size and modification time (a folder) or CRC and size (a zip member)
 vanished since then stops the run with one sentence naming it, instead of training on other data than the run
 started with.
 
-Memory held: the names, the labels and one stat record per image (tens of bytes each), never the pixels.
+Memory held: the names, the labels and one stat record per image (tens of bytes each), a zip's index as arrays
+(:class:`fakeclr.data.dataset._ZipIndex`), never the pixels.
 """
 
 from __future__ import annotations
@@ -167,11 +168,6 @@ def file_stat(src, name: str) -> tuple | None:
             return None
         return (st.st_size, st.st_mtime_ns)
     if isinstance(src, _ZipSource):
-        src.reopen_if_needed()
-        try:
-            info = src.zip.getinfo(name)
-        except KeyError:
-            return None
-        return (info.file_size, info.CRC)
+        return src.member_stat(name)
     assert isinstance(src, _EmbeddedSource)
     return ()
