@@ -268,13 +268,12 @@ class _ZipSource(_Source):
                 return z.read(name)
         if self._file is None:
             self._file = open(self.path, "rb")
-        f = self._file
-        f.seek(int(ix.offset[k]))
-        header = _LOCAL_HEADER.unpack(f.read(_LOCAL_HEADER.size))
+        fd, at = self._file.fileno(), int(ix.offset[k])     # positional reads: no shared file offset
+        header = _LOCAL_HEADER.unpack(os.pread(fd, _LOCAL_HEADER.size, at))
         if header[0] != b"PK\x03\x04":
             raise zipfile.BadZipFile(f"bad local header of {name}")
-        f.seek(header[9] + header[10], os.SEEK_CUR)        # name and extra field
-        data = f.read(int(ix.csize[k]) if head is None else min(head, int(ix.csize[k])))
+        at += _LOCAL_HEADER.size + header[9] + header[10]   # then the name and the extra field
+        data = os.pread(fd, int(ix.csize[k]) if head is None else min(head, int(ix.csize[k])), at)
         if ix.method[k] == zipfile.ZIP_DEFLATED:
             data = zlib.decompressobj(-15).decompress(data)
         if head is not None:
