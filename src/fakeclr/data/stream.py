@@ -86,7 +86,7 @@ class StreamingDataset(DatasetItems):
                  channels: int, *, mirror: bool, label_kind: str | None, skipped: Sequence[str] = ()):
         self._src = src
         self.names = list(names)
-        self._stats = list(stats)
+        self._stats = np.array(stats, dtype=np.int64).reshape(len(self.names), -1)   # [N, 2] (or [N, 0])
         self.labels = labels.to(torch.float32).contiguous()
         self._resolution, self._channels = int(resolution), int(channels)
         self.mirror = bool(mirror)
@@ -132,7 +132,7 @@ class StreamingDataset(DatasetItems):
         import hashlib
         h = hashlib.sha256(f"{self.source}|{self._resolution}|{self._channels}".encode())
         for name, stat in list(zip(self.names, self._stats))[:count]:
-            h.update(f"{name}|{stat}".encode())
+            h.update(f"{name}|{tuple(stat.tolist())}".encode())
         return h.hexdigest()
 
     def __repr__(self) -> str:
@@ -147,7 +147,7 @@ class StreamingDataset(DatasetItems):
         if now is None:
             raise UserError(f"Image {self._src.where(name)} vanished after the run opened the data set; restore it "
                             "(or start a new run on the data as it is now).")
-        if now != self._stats[i]:
+        if now != tuple(self._stats[i].tolist()):
             raise UserError(f"Image {self._src.where(name)} changed after the run opened the data set; restore it "
                             "(or start a new run on the data as it is now).")
         try:
