@@ -197,7 +197,9 @@ class _ZipIndex:
     offsets by :meth:`_ZipSource.read`.
     """
 
-    FIELDS = ("offset", "csize", "size", "crc", "method", "encrypted")
+    TYPES = {"offset": np.int64, "csize": np.int64, "size": np.int64, "crc": np.uint32, "method": np.int16,
+             "encrypted": bool}
+    FIELDS = tuple(TYPES)
 
     def __init__(self, names: list[str], columns: dict[str, np.ndarray]):
         order = sorted(range(len(names)), key=names.__getitem__)
@@ -222,9 +224,7 @@ class _ZipIndex:
 
     @staticmethod
     def _arrays(columns) -> dict[str, np.ndarray]:
-        types = {"offset": np.int64, "csize": np.int64, "size": np.int64, "crc": np.uint32, "method": np.int16,
-                 "encrypted": bool}
-        return {k: np.asarray(columns[k], dtype=types[k]) for k in _ZipIndex.FIELDS}
+        return {k: np.asarray(columns[k], dtype=t) for k, t in _ZipIndex.TYPES.items()}
 
     @classmethod
     def _parse(cls, f) -> "_ZipIndex":
@@ -256,9 +256,7 @@ class _ZipIndex:
         f.seek(cd_offset)
         cd = f.read(cd_size)
         names: list[str] = []
-        cols = {k: np.empty(count, dtype=t) for k, t in
-                [("offset", np.int64), ("csize", np.int64), ("size", np.int64), ("crc", np.uint32),
-                 ("method", np.int16), ("encrypted", bool)]}
+        cols = {k: np.empty(count, dtype=t) for k, t in cls.TYPES.items()}
         pos, n = 0, 0
         for _ in range(count):
             if cd[pos:pos + 4] != b"PK\x01\x02":
