@@ -1,10 +1,11 @@
 """FID1k of a table2 study's final G_ema with the metrics' random noise (the protocol) vs noise inputs off.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/studies/noise_fid.py SEEDS [RUNS_DIR] [DATA] [--json OUT]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/studies/noise_fid.py SEEDS [RUNS_DIR] [DATA] [--runs R,...]
+        [--json OUT]
 
 SEEDS e.g. ``2,0``; RUNS_DIR the study's data-set folder (default studies/table2/100-shot-obama), DATA the
-training images (default ../shared/data/100-shot-obama). Prints one line per network (ada-linear, insgen,
-fakeclr) with both FIDs (1000 generated images, metric seed 0, the same images for both modes but the noise).
+training images (default ../shared/data/100-shot-obama), RUNS the study's run names (default
+ada-linear,insgen,fakeclr). Prints one line per network with both FIDs (1000 generated images, metric seed 0, the same images for both modes but the noise).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> None:
     ap.add_argument("runs", nargs="?", default="studies/table2/100-shot-obama")
     ap.add_argument("data", nargs="?", default="../shared/data/100-shot-obama")
     ap.add_argument("--kimg", default="000040")
+    ap.add_argument("--runs", default="ada-linear,insgen,fakeclr")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -37,7 +39,7 @@ def main() -> None:
                             progress=False)
     out = {}
     for seed in args.seeds.split(","):
-        for method in ("ada-linear", "insgen", "fakeclr"):
+        for method in args.runs.split(","):
             G = load_generator(Path(args.runs) / f"{method}-seed{seed}" / f"network-snapshot-{args.kimg}.safetensors")
             row = {}
             for mode in ("random", "none"):
