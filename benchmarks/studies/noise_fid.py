@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("runs", nargs="?", default="studies/table2/100-shot-obama")
     ap.add_argument("data", nargs="?", default="../shared/data/100-shot-obama")
     ap.add_argument("--kimg", default="000040")
-    ap.add_argument("--runs", default="ada-linear,insgen,fakeclr")
+    ap.add_argument("--runs", dest="names", default="ada-linear,insgen,fakeclr")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -39,7 +39,7 @@ def main() -> None:
                             progress=False)
     out = {}
     for seed in args.seeds.split(","):
-        for method in args.runs.split(","):
+        for method in args.names.split(","):
             G = load_generator(Path(args.runs) / f"{method}-seed{seed}" / f"network-snapshot-{args.kimg}.safetensors")
             row = {}
             for mode in ("random", "none"):
