@@ -5,7 +5,8 @@
 
 SEEDS e.g. ``2,0``; RUNS_DIR the study's data-set folder (default studies/table2/100-shot-obama), DATA the
 training images (default ../shared/data/100-shot-obama), RUNS the study's run names (default
-ada-linear,insgen,fakeclr). Prints one line per network with both FIDs (1000 generated images, metric seed 0, the same images for both modes but the noise).
+ada-linear,insgen,fakeclr). Prints one line per network with both FIDs (1000 generated images, metric seed 0,
+the same images for both modes but the noise).
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from fakeclr.metrics.weights import load_inception
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("seeds")
-    ap.add_argument("runs", nargs="?", default="studies/table2/100-shot-obama")
+    ap.add_argument("runs_dir", metavar="RUNS_DIR", nargs="?", default="studies/table2/100-shot-obama")
     ap.add_argument("data", nargs="?", default="../shared/data/100-shot-obama")
     ap.add_argument("--kimg", default="000040")
-    ap.add_argument("--runs", dest="names", default="ada-linear,insgen,fakeclr")
+    ap.add_argument("--runs", default="ada-linear,insgen,fakeclr")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -39,8 +40,8 @@ def main() -> None:
                             progress=False)
     out = {}
     for seed in args.seeds.split(","):
-        for method in args.names.split(","):
-            G = load_generator(Path(args.runs) / f"{method}-seed{seed}" / f"network-snapshot-{args.kimg}.safetensors")
+        for method in args.runs.split(","):
+            G = load_generator(Path(args.runs_dir) / f"{method}-seed{seed}" / f"network-snapshot-{args.kimg}.safetensors")
             row = {}
             for mode in ("random", "none"):
                 feats = generator_features(net.features, G, 1000, 0, "cpu", batch=32, dataset=data,
