@@ -138,6 +138,46 @@ def test_noise_floor_of_the_study_equals_an_independent_computation(spec_study):
     assert rec["metrics"]["noise_fid16_full"] == pytest.approx(fid_from_features(a, b), rel=1e-6)
 
 
+def test_noise_floor_is_measured_on_the_first_seeds_only(capsys):
+    study = st.select_runs(st.STUDIES["table2"], ["ada", "fakeclr"])
+    flags = lambda n: [(j.run, j.seed, j.noise_floor)
+                       for j in st.plan_study(study, ["lfw"], "/o", "cpu32", [3, 1, 5], noise_seeds=n)]
+    assert flags(1) == [("ada", 3, True), ("fakeclr", 3, True), ("ada", 1, False), ("fakeclr", 1, False),
+                        ("ada", 5, False), ("fakeclr", 5, False)]          # the first of --seeds as given
+    assert [f for *_, f in flags(2)] == [True] * 4 + [False] * 2
+    assert not any(f for *_, f in flags(0)) and all(f for *_, f in flags(9))
+    argv = ["study", "table2", "--runs", "ada", "--data", "lfw", "--outdir", "/tmp/x", "--seeds", "0-2", "--dry-run"]
+    assert main(argv) == 0
+    assert [ln.endswith("; noise floor)") for ln in capsys.readouterr().out.splitlines()] == [True, False, False]
+    assert main(argv + ["--noise-seeds", "-1"]) == 2
+    assert "--noise-seeds must be 0 or more" in capsys.readouterr().err
+
+
+def test_a_run_without_its_noise_floor_gets_only_that_on_the_next_call(spec_study, tmp_path, capsys):
+    """A run evaluated without the noise floor is finished for a plan that does not want one; a plan that does
+    measures just the floor (training and the other metrics untouched) and equals the run measured at once."""
+    root, spec, _ = spec_study
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    run = out / "lfw" / "ada-seed0"
+    full = json.loads((run / "study-run.json").read_text())
+    (run / "metric-noise_floor.jsonl").unlink()
+    rec = st.evaluate_run(run, full["points"], full["num_gen"], with_noise_floor=False)
+    assert not any(k.startswith("noise_") for k in rec["metrics"]) and not (run / "metric-noise_floor.jsonl").exists()
+    assert rec["metrics"] == {k: v for k, v in full["metrics"].items() if not k.startswith("noise_")}
+    (run / "study-run.json").write_text(json.dumps(dict(full, metrics=rec["metrics"])))
+    argv = ["study", str(spec), "--runs", "ada", "--outdir", str(out), *ARGS]
+    assert main(argv + ["--noise-seeds", "0"]) == 0
+    assert "lfw/ada-seed0: finished before, skipped" in capsys.readouterr().out
+    nets = {p.name: p.read_bytes() for p in run.glob("network-snapshot-*")}
+    assert main(argv) == 0
+    assert "finished before" not in capsys.readouterr().out
+    again = json.loads((run / "study-run.json").read_text())
+    assert again["metrics"] == full["metrics"]                    # the same floor: same seeds, same network
+    assert {p.name: p.read_bytes() for p in run.glob("network-snapshot-*")} == nets
+    assert len((run / "metric-fid16_full.jsonl").read_text().splitlines()) == 2   # FID not measured again
+
+
 def test_noise_floor_formulas():
     """A shifted copy of a feature set: FID is the squared shift (same covariance); KID is the unbiased MMD^2 of
     the cubic polynomial kernel on the whole sets, computed here directly."""

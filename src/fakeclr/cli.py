@@ -637,6 +637,8 @@ def _add_study(sub) -> None:
     p.add_argument("--eval-every", type=float, help="kimg between FID/KID evaluation points and snapshots "
                                                     "(default: the scale's)")
     p.add_argument("--num-gen", type=int, help="generated images per FID/KID and PPL samples (default: the scale's)")
+    p.add_argument("--noise-seeds", type=int, default=1,
+                   help="measure the noise floor on the first N of --seeds of each run (default 1; 0: on none)")
     p.add_argument("--jobs", type=int, default=1, help="runs at once; the CPU threads are divided between them")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for the whole study, divided between the --jobs runs (default: every core); "
@@ -653,11 +655,11 @@ def _run_study(args) -> int:
     if args.runs:
         study = select_runs(study, [r.strip() for r in args.runs.split(",") if r.strip()])
     jobs = plan_study(study, args.data, args.outdir, args.scale, parse_seeds(args.seeds), args.kimg, args.num_gen,
-                      args.eval_every)
+                      args.eval_every, args.noise_seeds)
     if args.dry_run:
         for job in jobs:
             print(f"{job.label}: fakeclr train {' '.join(job.train_args)}  (evaluated at kimg "
-                  f"{', '.join(f'{k:g}' for k in job.points)})")
+                  f"{', '.join(f'{k:g}' for k in job.points)}{'; noise floor' if job.noise_floor else ''})")
         return 0
     record = run_study(study, jobs, args.outdir, args.jobs, args.device, threads=args.threads)
     return 0 if all(r["status"] == "done" for r in record["runs"]) else 1
