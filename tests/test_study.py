@@ -202,6 +202,19 @@ def _entry(name, seed, fid, kid, data="d", status="done", floor=None):
     return {"name": name, "seed": seed, "data": data, "status": status, "metrics": metrics, "sec_per_kimg": 2.0}
 
 
+def test_sample_grid_is_the_lowest_seed_whose_grid_is_on_disk(tmp_path):
+    runs = []
+    for seed in (2, 0, 1):
+        run_dir = tmp_path / f"a-seed{seed}"
+        run_dir.mkdir()
+        if seed > 0:                                               # seed 0 kept only its study-run.json
+            (run_dir / "fakes.png").write_bytes(b"png")
+        runs.append(dict(_entry("a", seed, 1.0, 0.1), run_dir=str(run_dir), fakes="fakes.png", kimg=40))
+    runs.append(dict(_entry("b", 0, 1.0, 0.1), run_dir=str(tmp_path / "b"), fakes=None, kimg=40))
+    [(caption, png)] = st._grids({"runs": runs, "runs_spec": {"a": {}, "b": {}}})
+    assert caption == "d / a, seed 1, 40 kimg" and png == tmp_path / "a-seed1" / "fakes.png"
+
+
 def test_summary_mean_and_sample_std_against_a_hand_computation():
     entries = [_entry("a", 0, 1.0, 0.1), _entry("a", 1, 2.0, 0.2), _entry("a", 2, 4.0, 0.6),
                _entry("a", 3, 100.0, 9.0, status="failed"), _entry("b", 0, 5.0, 0.5)]

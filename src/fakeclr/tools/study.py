@@ -746,12 +746,14 @@ def _curve_plot(record: dict[str, Any], path: Path) -> Path | None:
 
 
 def _grids(record: dict[str, Any]) -> list[tuple[str, Path]]:
-    """``[(caption, png)]``: per data set, the final sample grid of each run name's lowest finished seed."""
+    """``[(caption, png)]``: per data set, the final sample grid of each run name's lowest finished seed whose grid
+    is on disk (a study moved without its run directories keeps only their study-run.json)."""
     out = []
     for data in sorted({e["data"] for e in record["runs"]}):
         for name in record["runs_spec"]:
             runs = sorted((e for e in record["runs"] if e["data"] == data and e["name"] == name
-                           and e["status"] == "done" and e.get("fakes")), key=lambda e: e["seed"])
+                           and e["status"] == "done" and e.get("fakes")
+                           and (Path(e["run_dir"]) / e["fakes"]).is_file()), key=lambda e: e["seed"])
             if runs:
                 e = runs[0]
                 out.append((f"{data} / {name}, seed {e['seed']}, {e['kimg']:g} kimg", Path(e["run_dir"]) / e["fakes"]))
