@@ -75,6 +75,7 @@ def test_spec_study_evaluates_every_run_and_reports_the_failed_one(spec_study):
         lines = (Path(r["run_dir"]) / "metric-fid16_full.jsonl").read_text().splitlines()
         assert [json.loads(x)["kimg"] for x in lines] == [0.032, 0.056]
     assert by["fakeclr"]["method"] == "fakeclr+preset"
+    assert [v["kimg"] for v in by["fakeclr"]["code"]] == [0.0] and by["bad"]["code"] is None
     cfg = json.loads((Path(by["fakeclr"]["run_dir"]) / "config.json").read_text())
     assert cfg["contrastive"]["method"] == "fakeclr" and cfg["contrastive"]["queue_size"] == 8
     assert cfg["preset"] == "tiny" and cfg["kimg"] == 0.05 and cfg["seed"] == 0
@@ -82,6 +83,7 @@ def test_spec_study_evaluates_every_run_and_reports_the_failed_one(spec_study):
     assert [c["other"] for c in record["claims"]] == ["ada"] * 3          # fakeclr vs ada on kid, fid, ppl
     md = (root / "out" / "study.md").read_text()
     assert "| fakeclr |" in md and "bad" in md and "fid_vs_kimg.png" in md
+    assert f"\nTrained with {st.short(by['ada']['code'][0])}.\n" in md
     assert (root / "out" / "study-files" / "fid_vs_kimg.png").stat().st_size > 1000
     html = (root / "out" / "study.html").read_text()
     assert html.count("data:image/png;base64,") >= 3                      # the curve and two sample grids
@@ -345,3 +347,19 @@ def test_threads_are_divided_between_the_jobs(tmp_path, monkeypatch):
         assert seen == [expected, expected]
     with pytest.raises(UserError, match="--threads must be at least 1"):
         st.run_study(study, jobs, tmp_path, 1, threads=0)
+
+
+def test_study_names_every_code_version_with_its_runs():
+    a = {"fakeclr": "0.1.0", "commit": "a" * 40, "dirty": False, "torch": "2.13.0", "kimg": 0.0}
+    b = {**a, "commit": "b" * 40, "kimg": 20.0}
+    runs = [{"label": "d/x-seed0", "status": "done", "code": [a]},
+            {"label": "d/y-seed0", "status": "done", "code": [a]},
+            {"label": "d/z-seed0", "status": "failed", "code": None}]
+    assert st.code_summary(runs) == "Trained with fakeclr 0.1.0 at aaaaaaa, torch 2.13.0."
+    runs += [{"label": "d/x-seed1", "status": "done", "code": [a, b]},
+             {"label": "d/y-seed1", "status": "done", "code": None}]
+    assert st.code_summary(runs) == (
+        "Trained with 3 code versions; compare runs only within one: "
+        "fakeclr 0.1.0 at aaaaaaa, torch 2.13.0: d/x-seed0, d/y-seed0; "
+        "fakeclr 0.1.0 at aaaaaaa, torch 2.13.0, then from kimg 20 fakeclr 0.1.0 at bbbbbbb, torch 2.13.0: d/x-seed1; "
+        "unrecorded: d/y-seed1.")

@@ -54,6 +54,8 @@ def test_resume_equals_straight_through(tmp_path, aug):
     assert half["cur_nimg"] == 48
     b = train(tiny(aug=aug), tmp_path / "b", tensorboard=False)   # continues from the newest state automatically
     assert a["cur_nimg"] == b["cur_nimg"] == 96 and a["iterations"] == b["iterations"] == 12
+    starts = [json.loads(x) for x in (tmp_path / "b" / "code.jsonl").read_text().splitlines()]
+    assert [s["kimg"] for s in starts] == [0.0, 0.048] and starts[0]["torch"] == torch.__version__
     sa, sb = ckpt.load_state(a["state"]), ckpt.load_state(b["state"])
     ta, tb = _state_tensors(sa), _state_tensors(sb)
     assert ta.keys() == tb.keys() and len(ta) > 50

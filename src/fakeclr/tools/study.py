@@ -9,7 +9,9 @@ more seeds at one scale, then evaluated the same way:
     ``study-run.json`` once the run is trained *and* evaluated (its presence means "finished").
 ``DIR/study.json``, ``DIR/study.md``, ``DIR/study.html``
     every run's final metrics, mean ± std over seeds per run name and data set, the paper's numbers for the same
-    comparison, the noise floor, and one line per claim.
+    comparison, the noise floor, one line per claim, and the code that trained the runs (each run directory's
+    ``code.jsonl``; study.md names every version with its runs when there are several, since the same seed and
+    options train another network under other code).
 
 Calling the same study again skips finished runs and continues unfinished ones from their newest training state
 (``fakeclr train`` resumes by itself), so a study can be stopped at any point and continued, here or on another
@@ -48,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..provenance import code_version, recorded_code, short
 
 __all__ = ["Scale", "SCALES", "Study", "STUDIES", "load_study", "select_runs", "plan_study", "run_study", "evaluate_run",
            "summarise", "claims", "noise_floor", "write_study"]
@@ -552,7 +555,8 @@ def evaluate_run(run_dir: str | Path, points: list[float], num_gen: int, continu
     run = load_run(run_dir)
     return {"status": "done", "metrics": final, "curve": curve, "final_kimg": curve[-1]["kimg"],
             "sec_per_kimg": run.sec_per_kimg, "train_time_s": run.time_s, "eval_time_s": _recorded(run_dir)[1],
-            "fakes": run.fakes.name if run.fakes else None}
+            "fakes": run.fakes.name if run.fakes else None,
+            "code": recorded_code(run_dir), "eval_code": code_version()}
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -655,13 +659,29 @@ def study_record(study: Study, jobs: list[Job], results: list[dict[str, Any]]) -
                         "sec_per_kimg": res.get("sec_per_kimg"), "train_time_s": res.get("train_time_s"),
                         "eval_time_s": res.get("eval_time_s"),
                         "metrics": res.get("metrics", {}), "curve": res.get("curve", []),
-                        "fakes": res.get("fakes")})
+                        "fakes": res.get("fakes"), "code": res.get("code")})
     times = [(e["train_time_s"] or 0.0) + (e["eval_time_s"] or 0.0) for e in entries if e["status"] == "done"]
     return {"study": study.name, "description": study.description, "subject": study.subject, "paper": study.paper,
             "runs_spec": study.runs, "runs": entries, "summary": summarise(entries),
             "compute_s": sum(times),  # training + evaluation seconds of the finished runs, added up
             "claims": claims(entries, study.subject),
             "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def code_summary(entries: list[dict[str, Any]]) -> str:
+    """One sentence on the code that trained the finished runs (:mod:`fakeclr.provenance`): its version, or each
+    version with the runs it trained, since the same seed and options train another network under other code."""
+    by: dict[str, list[str]] = {}
+    for entry in entries:
+        if entry["status"] != "done":
+            continue
+        versions = entry.get("code") or [None]
+        key = short(versions[0]) + "".join(f", then from kimg {v.get('kimg'):g} {short(v)}" for v in versions[1:])
+        by.setdefault(key, []).append(entry["label"])
+    if len(by) <= 1:
+        return f"Trained with {next(iter(by))}." if by else ""
+    return (f"Trained with {len(by)} code versions; compare runs only within one: "
+            + "; ".join(f"{key}: {', '.join(labels)}" for key, labels in by.items()) + ".")
 
 
 def _method(options: dict[str, Any]) -> str:
@@ -790,8 +810,10 @@ def write_study(record: dict[str, Any], outdir: str | Path) -> dict[str, Path]:
              f"<p class='muted'>{len(record['runs'])} run(s), written {e(record['written'])} by "
              "<code>fakeclr study</code></p>", f"<p>{e(note)}</p>"]
     hours = record.get("compute_s", 0.0) / 3600
+    code = code_summary(record["runs"])
+    parts += [f"<p>{e(code)}</p>"] if code else []
     md = [f"# {title}", "", f"{len(record['runs'])} run(s), written {record['written']} by `fakeclr study`; training "
-          f"and evaluation of the finished runs took {hours:.1f} process-hours.", "", note, ""]
+          f"and evaluation of the finished runs took {hours:.1f} process-hours.", "", note, ""] + ([code, ""] if code else [])
     for data, header, rows in tables:
         parts += [f"<h2>{e(data)}</h2>", _html_table(header, rows)]
         md += [f"## {data}", "", _md_table(header, rows), ""]
