@@ -1,14 +1,17 @@
-"""Which code trained a run: the git commit and state of the package source, against git run independently."""
+"""Which code trained a run: the git commit and state of the package source, against git run independently, and
+the kernels torch ran on."""
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 import torch
 
 from fakeclr import __version__
-from fakeclr.provenance import code_version, record_start, recorded_code, short
+from fakeclr.provenance import code_version, kernels, record_start, recorded_code, short
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -65,5 +68,24 @@ def test_code_log_keeps_each_version_once_with_where_it_started(checkout, tmp_pa
     versions = recorded_code(run)
     assert [(v["kimg"], v["dirty"]) for v in versions] == [(0.0, False), (4.0, True)]
     assert versions[0]["commit"] == first["commit"]
+    here = f"cpu {torch.backends.cpu.get_cpu_capability()}"
+    assert first["kernels"] == versions[1]["kernels"] == here
     assert short(versions[1]) == (f"fakeclr {__version__} at {first['commit'][:7]} (+ uncommitted changes), "
-                                  f"torch {torch.__version__}")
+                                  f"torch {torch.__version__}, {here} kernels")
+
+
+def test_a_resume_on_other_kernels_is_another_version(checkout, tmp_path):
+    """ATen's kernels round differently per instruction set (docs/results.md: other weights after 0.4 kimg), so a
+    start under ATEN_CPU_CAPABILITY=default is recorded apart from one on this machine's best kernels."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "code.jsonl").write_text(json.dumps({"kimg": 0.0, **code_version(checkout)}) + "\n")  # before kernels
+    record_start(run, 1.0, checkout)
+    script = "import sys; from fakeclr.provenance import record_start; record_start(sys.argv[1], 2.0, sys.argv[2])"
+    subprocess.run([sys.executable, "-c", script, str(run), str(checkout)], check=True,
+                   env={**os.environ, "ATEN_CPU_CAPABILITY": "default"})
+    here = kernels("cpu")
+    assert here == f"cpu {torch.backends.cpu.get_cpu_capability()}"
+    expected = [(0.0, None), (1.0, here)] + ([(2.0, "cpu DEFAULT")] if here != "cpu DEFAULT" else [])
+    assert [(v["kimg"], v["kernels"]) for v in recorded_code(run)] == expected
+    assert short(recorded_code(run)[0]).endswith(f"torch {torch.__version__}")     # an old line: no kernels named

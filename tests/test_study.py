@@ -363,3 +363,9 @@ def test_study_names_every_code_version_with_its_runs():
         "fakeclr 0.1.0 at aaaaaaa, torch 2.13.0: d/x-seed0, d/y-seed0; "
         "fakeclr 0.1.0 at aaaaaaa, torch 2.13.0, then from kimg 20 fakeclr 0.1.0 at bbbbbbb, torch 2.13.0: d/x-seed1; "
         "unrecorded: d/y-seed1.")
+    # The same code on other kernels trains another network: named apart.
+    on = {**a, "kernels": "cpu AVX2"}
+    assert st.code_summary([runs[0], {"label": "d/x-seed2", "status": "done", "code": [on]}]) == (
+        "Trained with 2 code versions; compare runs only within one: "
+        "fakeclr 0.1.0 at aaaaaaa, torch 2.13.0: d/x-seed0; "
+        "fakeclr 0.1.0 at aaaaaaa, torch 2.13.0, cpu AVX2 kernels: d/x-seed2.")

@@ -56,6 +56,7 @@ def test_resume_equals_straight_through(tmp_path, aug):
     assert a["cur_nimg"] == b["cur_nimg"] == 96 and a["iterations"] == b["iterations"] == 12
     starts = [json.loads(x) for x in (tmp_path / "b" / "code.jsonl").read_text().splitlines()]
     assert [s["kimg"] for s in starts] == [0.0, 0.048] and starts[0]["torch"] == torch.__version__
+    assert starts[0]["kernels"] == f"cpu {torch.backends.cpu.get_cpu_capability()}"
     sa, sb = ckpt.load_state(a["state"]), ckpt.load_state(b["state"])
     ta, tb = _state_tensors(sa), _state_tensors(sb)
     assert ta.keys() == tb.keys() and len(ta) > 50

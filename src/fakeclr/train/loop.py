@@ -446,7 +446,7 @@ def _announce(run: TrainingRun, resumed: bool, loaded: list[str], grid_z, grid_c
     cfg, run_dir, world = run.cfg, run.run_dir, dist.world_size()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(cfg.to_json() + "\n")
-    record_start(run_dir, run.cur_nimg / 1000)
+    record_start(run_dir, run.cur_nimg / 1000, device=run.device)
     if not resumed:
         reals = run.data.batch(torch.arange(min(len(grid_z), len(run.data))))[0]
         save_grid(reals, run_dir / "reals.png")
