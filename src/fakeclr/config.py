@@ -201,6 +201,20 @@ class ContrastiveConfig:
     # Queries reuse the adversarial D forward of the same phase (the cost of FakeCLR Table 1).
     reuse_forward: bool = option(True, help="queries reuse the adversarial D forward (default); --no-reuse-forward "
                                             "runs D again")
+    # The released InsGen / FakeCLR code's mechanics, each a switch so that `fakeclr-released` trains exactly like
+    # that code (docs/parity.md measures it step for step).
+    head_momentum: str = option("iteration", choices=("iteration", "forward"), help="momentum update of the key "
+                                "heads: once per iteration with D_ema (default), or at every key computation "
+                                "(released code: twice per iteration for the fake head with --cl-on-g)")
+    head_optimizer: str = option("d", choices=("d", "own"), help="optimizer of the contrastive heads: D's (default), "
+                                 "or one Adam each, with G's lr, betas and lazy ratio for the fake head and D's for "
+                                 "the real head (released code)")
+    positive_first: bool = option(False, help="draw the fake positive view (latent perturbation and its G forward) "
+                                  "before the query view's augmentation (released code; matters with "
+                                  "--no-reuse-forward)")
+    fake_queue_keys: str = option("positive", choices=("positive", "query"), help="keys enqueued in the fake queue: "
+                                  "the positive keys (MoCo, released FakeCLR; default) or the momentum head's "
+                                  "projection of the query features (released InsGen)")
 
 
 def method_config(name: str) -> ContrastiveConfig:

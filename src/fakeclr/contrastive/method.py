@@ -32,13 +32,19 @@ from .queue import FeatureQueue
 
 
 class _KeyEncoder:
-    """``D_ema`` + a momentum head: images ``[N, C, H, W]`` -> unit keys ``[N, head_dim]`` (no gradient)."""
+    """``D_ema`` + a momentum head: images ``[N, C, H, W]`` -> unit keys ``[N, head_dim]`` (no gradient).
 
-    def __init__(self, D_ema: torch.nn.Module, head_ema: ProjectionHead):
-        self.D_ema, self.head_ema = D_ema, head_ema
+    With ``head`` and ``momentum`` given (``--head-momentum forward``), the momentum head first takes a MoCo step
+    towards ``head`` at every call, as the released code's head does at each of its forwards."""
+
+    def __init__(self, D_ema: torch.nn.Module, head_ema: ProjectionHead, head: ProjectionHead | None = None,
+                 momentum: float = 0.999):
+        self.D_ema, self.head_ema, self.head, self.momentum = D_ema, head_ema, head, momentum
 
     @torch.no_grad()
     def __call__(self, ctx: PhaseContext, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if self.head is not None:
+            momentum_update(self.head_ema, self.head, self.momentum)
         _, features = self.D_ema(ctx.augment(img.detach()), c, return_features=True)
         return self.head_ema(features)
 
@@ -88,14 +94,18 @@ class FakeInstanceTerm:
             return ctx.run_G(self.perturb(ctx.gen_z), ctx.gen_c, mixing=mixing)[0]
 
     def __call__(self, ctx: PhaseContext) -> torch.Tensor:
+        positive = self.positive_images(ctx) if self.cfg.positive_first else None
         if self.cfg.reuse_forward:
             features = ctx.d_fake(detach=True).features
         else:
             features = ctx.run_D(ctx.fake()[0].detach(), ctx.gen_c).features
         q = self.head(features)
-        k = self.keys(ctx, self.positive_images(ctx), ctx.gen_c)
+        k = self.keys(ctx, self.positive_images(ctx) if positive is None else positive, ctx.gen_c)
         neg, neg_iters = self.queue.entries()
         loss = iteration_weighted_info_nce(q, k, neg, neg_iters, self.cfg.tau, self.cfg.tau_m, self.cfg.forgetting)
+        if self.cfg.fake_queue_keys == "query":      # released InsGen: the momentum head on the query's features
+            with torch.no_grad():
+                k = self.keys.head_ema(features.detach())
         self.queue.enqueue(self._keys_to_enqueue(ctx, k), ctx.iteration)
         if self.sizer.adaptive:
             with torch.no_grad():
@@ -147,6 +157,8 @@ class ContrastiveMethod:
         modules: ``{name: module}`` whose state is checkpointed (``D_ema``, heads, momentum heads, queues).
         networks: the part of ``modules`` that goes into network files (``D_ema``, heads; not the queues).
         trainable: the heads, optimised with D in the D phases.
+        own_optimizers: ``{"G": [...], "D": [...]}``: heads that get an optimizer of their own with G's or D's
+            settings (``--head-optimizer own``); empty otherwise.
         terms: loss terms for :func:`fakeclr.train.loop.train`.
     """
 
@@ -155,6 +167,7 @@ class ContrastiveMethod:
         self.modules: dict[str, torch.nn.Module] = {}
         self.networks: dict[str, torch.nn.Module] = {}
         self.trainable: list[torch.nn.Module] = []
+        self.own_optimizers: dict[str, list[torch.nn.Module]] = {}
         self.terms: list = []
         base = dataset_queue_size(num_images, mirror, cfg.queue_fraction)
         self.sizer = QueueSizer(cfg.queue_sizer, base, fixed=cfg.queue_size, min_size=cfg.queue_min,
@@ -166,13 +179,13 @@ class ContrastiveMethod:
         width = D.feature_channels
         if cfg.real_instance:
             head = self._add("real_head", ProjectionHead(width, cfg.head_dim), trainable=True, network=True)
-            keys = _KeyEncoder(self.D_ema, self._add("real_head_ema", momentum_copy(head), network=True))
+            keys = self._key_encoder("real", head)
             size = cfg.real_queue_size or base
             queue = self._add("real_queue", FeatureQueue(cfg.head_dim, size, generator=gen))
             self.terms.append(RealInstanceTerm(head, keys, queue, cfg))
         if cfg.fake_positive != "none":
             head = self._add("fake_head", ProjectionHead(width, cfg.head_dim), trainable=True, network=True)
-            keys = _KeyEncoder(self.D_ema, self._add("fake_head_ema", momentum_copy(head), network=True))
+            keys = self._key_encoder("fake", head)
             queue = self._add("fake_queue", FeatureQueue(cfg.head_dim, self.sizer.initial_size(), generator=gen))
             perturb = None
             if cfg.fake_positive == "perturb":
@@ -181,6 +194,15 @@ class ContrastiveMethod:
             if cfg.fake_on_g:
                 self.terms.append(GeneratorContrastiveTerm(head, keys, queue, cfg))
         self._D = D
+
+    def _key_encoder(self, kind: str, head: ProjectionHead) -> _KeyEncoder:
+        """The momentum head of ``head`` with ``D_ema``; the released code's own optimizer of a head follows G's
+        settings for the fake head and D's for the real one."""
+        head_ema = self._add(f"{kind}_head_ema", momentum_copy(head), network=True)
+        if self.cfg.head_optimizer == "own":
+            self.own_optimizers.setdefault("G" if kind == "fake" else "D", []).append(head)
+        at_forward = self.cfg.head_momentum == "forward"
+        return _KeyEncoder(self.D_ema, head_ema, head if at_forward else None, self.cfg.momentum)
 
     def _add(self, name: str, module: torch.nn.Module, trainable: bool = False, network: bool = False):
         self.modules[name] = module
@@ -201,6 +223,8 @@ class ContrastiveMethod:
         if "D_ema" not in self.modules:
             return
         momentum_update(self.D_ema, self._D, self.cfg.momentum)
+        if self.cfg.head_momentum != "iteration":          # the heads step at each key computation instead
+            return
         for name in ("real_head", "fake_head"):
             if name in self.modules:
                 momentum_update(self.modules[name + "_ema"], self.modules[name], self.cfg.momentum)

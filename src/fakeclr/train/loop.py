@@ -48,10 +48,13 @@ class TrainingStopped(Exception):
 
 @dataclass
 class Phase:
-    """One optimisation phase: the modules it trains, its optimizer, how often it runs and its loss terms."""
+    """One optimisation phase: the modules it trains, its optimizers, how often it runs and its loss terms.
+
+    ``opts[0]`` is G's or D's optimizer; further ones belong to modules with an optimizer of their own (the
+    released code's contrastive heads, ``--head-optimizer own``)."""
     name: str
     modules: list[torch.nn.Module]
-    opt: torch.optim.Optimizer
+    opts: list[torch.optim.Optimizer]
     interval: int
     terms: list
 
@@ -108,29 +111,41 @@ def make_optimizer(modules: list[torch.nn.Module], cfg: TrainConfig, interval: i
     return torch.optim.Adam(params, lr=o.lr * ratio, betas=(o.beta1 ** ratio, o.beta2 ** ratio), eps=o.eps)
 
 
-def build_phases(G, D, cfg: TrainConfig, terms: list, d_extras: list[torch.nn.Module] = ()) -> list[Phase]:
+def build_phases(G, D, cfg: TrainConfig, terms: list, d_extras: list[torch.nn.Module] = (),
+                 own_optimizers: dict[str, list[torch.nn.Module]] | None = None) -> list[Phase]:
     """Group the terms by phase; a phase without terms is dropped. G/D optimizers are shared by their phases.
 
-    ``d_extras`` (the contrastive heads) are trained together with D, by D's optimizer.
+    ``d_extras`` (the contrastive heads) are trained in the D phases, by D's optimizer unless ``own_optimizers``
+    gives them one each: ``{"G": [...], "D": [...]}`` names whose settings (lr, betas and lazy ratio) that
+    optimizer copies (the released InsGen/FakeCLR code: the fake head follows G's, the real head D's).
+
+    The lazy-regularisation ratio follows ``pl_interval`` / ``r1_interval`` whether or not the regulariser is on,
+    as in StyleGAN2-ADA, where ``G_reg_interval`` stays 4 when ``pl_weight`` is 0 (its ``cifar`` config).
     """
-    g_int = cfg.loss.pl_interval if any(t.phase == "Greg" for t in terms) else 1
-    d_int = cfg.loss.r1_interval if any(t.phase == "Dreg" for t in terms) else 1
+    g_int, d_int = max(cfg.loss.pl_interval, 1), max(cfg.loss.r1_interval, 1)
+    own = own_optimizers or {}
     g_modules, d_modules = [G], [D, *d_extras]
-    G_opt, D_opt = make_optimizer(g_modules, cfg, g_int), make_optimizer(d_modules, cfg, d_int)
-    spec = {"Gmain": (g_modules, G_opt, 1), "Greg": (g_modules, G_opt, max(g_int, 1)),
-            "Dmain": (d_modules, D_opt, 1), "Dreg": (d_modules, D_opt, max(d_int, 1))}
+    owned = {id(m) for ms in own.values() for m in ms}
+    G_opt = make_optimizer(g_modules, cfg, g_int)
+    D_opt = make_optimizer([m for m in d_modules if id(m) not in owned], cfg, d_int)
+    head_opts = [make_optimizer([m], cfg, g_int if side == "G" else d_int) for side in ("G", "D")
+                 for m in own.get(side, [])]
+    spec = {"Gmain": (g_modules, [G_opt], 1), "Greg": (g_modules, [G_opt], g_int),
+            "Dmain": (d_modules, [D_opt, *head_opts], 1), "Dreg": (d_modules, [D_opt, *head_opts], d_int)}
     phases = []
     for name in PHASES:
-        modules, opt, interval = spec[name]
+        modules, opts, interval = spec[name]
         phase_terms = [t for t in terms if t.phase == name]
         if phase_terms:
-            phases.append(Phase(name, modules, opt, interval, phase_terms))
+            phases.append(Phase(name, modules, opts, interval, phase_terms))
     return phases
 
 
 @torch.no_grad()
 def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, cfg: TrainConfig, cur_nimg: int, batch: int) -> None:
-    """``G_ema <- beta * G_ema + (1 - beta) * G`` with half-life ``ema_kimg`` (ramped up early); buffers copied."""
+    """``G_ema <- beta * G_ema + (1 - beta) * G`` with half-life ``ema_kimg``, ramped up early to at most
+    ``ema_rampup * cur_nimg`` images, where ``cur_nimg`` counts the images shown before the iteration that just ran
+    (at the first iteration 0, so ``G_ema`` takes ``G``; StyleGAN2-ADA). Buffers are copied."""
     ema_nimg = cfg.ema_kimg * 1000
     if cfg.ema_rampup is not None:
         ema_nimg = min(ema_nimg, cur_nimg * cfg.ema_rampup)
@@ -250,7 +265,7 @@ def build_run(cfg: TrainConfig, run_dir: Path, device: torch.device, fresh: bool
     stateful_terms = _term_states(terms)
     for t in stateful_terms.values():
         t.to(device)
-    phases = build_phases(G, D, cfg, terms, method.trainable)
+    phases = build_phases(G, D, cfg, terms, method.trainable, method.own_optimizers)
     sampler = RealSampler(len(data), seed=cfg.seed * world + rank)
     torch.manual_seed(cfg.seed * world + rank)
     feed = RealFeed(data, sampler, cfg.batch // world, device, workers=cfg.data.workers)
@@ -258,7 +273,9 @@ def build_run(cfg: TrainConfig, run_dir: Path, device: torch.device, fresh: bool
                       phases, sampler, feed, ckpt.TrainingState(), init, frozen)
 
     # The training state, one list for both ways (save and restore).
-    optimizers = {"G_opt": phases[0].opt, "D_opt": next(p.opt for p in phases if D in p.modules)}
+    d_opts = next(p.opts for p in phases if D in p.modules)
+    optimizers = {"G_opt": next(p.opts[0] for p in phases if G in p.modules), "D_opt": d_opts[0],
+                  **{f"head_opt{i}": opt for i, opt in enumerate(d_opts[1:])}}
     where = f"Checkpoint {source}"
 
     def load_nets(sds):
@@ -304,12 +321,15 @@ def train_step(run: TrainingRun, monitor: Monitor, last_state) -> None:
     real_u8, real_c = run.feed.next()
     real_img = real_u8.to(device, non_blocking=True).float() / 127.5 - 1
     real_c = real_c.to(device) if c_dim else torch.zeros(batch, 0, device=device)
-    all_z = torch.randn(len(phases), batch, G.z_dim, device=device)
-    all_c = _random_labels(run.data, len(phases) * batch, c_dim, device).reshape(len(phases), batch, c_dim)
+    # One latent batch for each of the four phases, whether or not a phase has terms (StyleGAN2-ADA draws them all
+    # even when its Greg phase has nothing to do), so that a phase's latents do not depend on which others exist.
+    all_z = torch.randn(len(PHASES), batch, G.z_dim, device=device)
+    all_c = _random_labels(run.data, len(PHASES) * batch, c_dim, device).reshape(len(PHASES), batch, c_dim)
     pseudo = None
     run.method.before_iteration()
     monitor.add_time("data", time.perf_counter() - t0)
-    for phase, z, c in zip(phases, all_z, all_c):
+    for phase in phases:
+        z, c = all_z[PHASES.index(phase.name)], all_c[PHASES.index(phase.name)]
         if run.iteration % phase.interval != 0:
             continue
         t0 = time.perf_counter()
@@ -322,7 +342,8 @@ def train_step(run: TrainingRun, monitor: Monitor, last_state) -> None:
                            cur_nimg=run.cur_nimg, real_logit_observers=[augmentation.observe])
         for module in run.trainables:
             module.requires_grad_(module in phase.modules)
-        phase.opt.zero_grad(set_to_none=True)
+        for opt in phase.opts:
+            opt.zero_grad(set_to_none=True)
         loss = sum(term(ctx) for term in phase.terms) * ctx.gain
         if not torch.isfinite(loss):
             raise UserError(f"Training diverged: the {phase.name} loss is {loss.item()} at kimg "
@@ -333,7 +354,8 @@ def train_step(run: TrainingRun, monitor: Monitor, last_state) -> None:
         for p in phase.parameters():
             if p.grad is not None:
                 torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
-        phase.opt.step()
+        for opt in phase.opts:
+            opt.step()
         if phase.name == "Gmain" and "fake" in ctx._cache:
             pseudo = ctx._cache["fake"][0].detach()
         monitor.add(ctx.stats)
@@ -342,9 +364,10 @@ def train_step(run: TrainingRun, monitor: Monitor, last_state) -> None:
     for module in run.trainables:
         module.requires_grad_(False)
     dist.average_buffers(G, "w_avg")
+    # The ramp-up sees the images shown *before* this iteration (0 at the first), as StyleGAN2-ADA's loop does.
+    update_ema(run.G_ema, G, cfg, run.cur_nimg, cfg.batch)
     run.cur_nimg += cfg.batch
     run.iteration += 1
-    update_ema(run.G_ema, G, cfg, run.cur_nimg, cfg.batch)
     augmentation.update(run.iteration, run.cur_nimg, cfg.batch)
     monitor.add_time("ema_augment", time.perf_counter() - t0)
 
