@@ -78,28 +78,31 @@ def compare(anchor: list[dict], ours: list[dict]) -> list[dict]:
     return sorted(rows.values(), key=lambda r: (not r["quantity"].startswith("loss"), r["quantity"]))
 
 
-def checksums(tensors: dict[str, torch.Tensor]) -> dict[str, list[float]]:
-    """``{quantity: [c, n]}``: ``c`` sums, over the quantity's tensors, ``sum_i w_i x_i / mean|x|`` with fixed
-    weights ``w_i = sin(0.7 i + 1)``, so every tensor counts at its own scale and any element's change moves it;
-    ``n`` is the number of elements (a change of relative size d in all of them moves ``c`` by about d sqrt(n))."""
+def checksums(tensors: dict[str, torch.Tensor], scales: dict[str, float]) -> dict[str, list[float]]:
+    """``{quantity: [c, r]}``: ``c`` sums, over the quantity's tensors, ``sum_i w_i x_i / s`` with fixed weights
+    ``w_i = sin(0.7 i + 1)`` and ``s`` the tensor's mean ``|x|`` where it was first non-zero in the trace (``scales``,
+    filled in here), so that every tensor counts at its own scale and any change moves ``c``; ``r`` is the root of
+    ``sum_i (x_i / s)^2``: a change of relative size d in every element moves ``c`` by about ``d r``."""
     out = {}
     for q, ts in grouped(tensors).items():
-        c, n = 0.0, 0
+        c, r2 = 0.0, 0.0
         for name in sorted(ts):
             x = ts[name].flatten()
-            scale = float(x.abs().mean()) if x.numel() else 0.0
-            if scale > 0:
+            if not scales.get(name):               # the first non-zero mean (a queue's iterations start at 0)
+                scales[name] = float(x.abs().mean()) if x.numel() else 0.0
+            if scales[name] > 0:
                 w = torch.sin(torch.arange(x.numel(), dtype=torch.float64) * 0.7 + 1)
-                c += float((x * w).sum()) / scale
-            n += x.numel()
-        out[q] = [c, n]
+                c += float((x * w).sum()) / scales[name]
+                r2 += float((x / scales[name]).square().sum())
+        out[q] = [c, math.sqrt(r2)]
     return out
 
 
 def golden_of(case, trace: dict) -> dict:
     """The numbers a test needs to hold fakeclr to the anchor's run of ``case`` without the anchor."""
+    scales: dict[str, float] = {}
     records = [{"iteration": r["iteration"], "phase": r["phase"], "losses": r["losses"],
-                "sums": checksums(r["tensors"])} for r in trace["records"]]
+                "sums": checksums(r["tensors"], scales)} for r in trace["records"]]
     gen_c = [g.argmax(-1).tolist() for g in trace["gen_c"]] if case.cond else None
     return {"anchor": case.anchor, "iterations": case.iterations, "records": records, "gen_c_classes": gen_c}
 
@@ -110,6 +113,7 @@ def compare_golden(golden: dict, ours: list[dict], tolerance_scale: float = 1.0)
     steps = [(r["iteration"], r["phase"]) for r in golden["records"]]
     if steps != [(r["iteration"], r["phase"]) for r in ours]:
         return [f"phases differ: golden {steps}, fakeclr {[(r['iteration'], r['phase']) for r in ours]}"]
+    scales: dict[str, float] = {}
     for g, r in zip(golden["records"], ours):
         where = f"it {g['iteration']} {g['phase']}"
         for name, want in g["losses"].items():
@@ -118,13 +122,13 @@ def compare_golden(golden: dict, ours: list[dict], tolerance_scale: float = 1.0)
                 continue                     # the anchor reports some statistics that fakeclr does not
             if not abs(got - want) <= LOSS_TOLERANCE * tolerance_scale * max(abs(want), 1e-3):
                 bad.append(f"{where}: loss {name} {got:.7g}, anchor {want:.7g}")
-        sums = checksums(r["tensors"])
-        for q, (want, n) in g["sums"].items():
+        sums = checksums(r["tensors"], scales)
+        for q, (want, size) in g["sums"].items():
             if q not in sums:
                 if not q.endswith("_queue.iters"):
                     bad.append(f"{where}: {q} missing")
                 continue
-            tol = GROUP_TOLERANCE.get(q, DEFAULT_TOLERANCE) * tolerance_scale * math.sqrt(max(n, 1))
+            tol = GROUP_TOLERANCE.get(q, DEFAULT_TOLERANCE) * tolerance_scale * max(size, 1e-12)
             if not abs(sums[q][0] - want) <= tol:
                 bad.append(f"{where}: {q} checksum {sums[q][0]:.9g}, anchor {want:.9g} (tolerance {tol:.2g})")
     return bad
