@@ -13,6 +13,15 @@ from pathlib import Path
 # The new lines are ours: the training device becomes the CPU. Everything else the CPU needs is changed at import
 # by anchor_side.py (CUDA events and memory statistics, pin_memory, .cuda(), the all-gather, the sampler).
 _CPU_DEVICE = "    device = torch.device('cpu')  # parity harness: the CPU instead of cuda:<rank>\n"
+# Files InsGen and the released FakeCLR share unchanged (FakeCLR was built on InsGen).
+_INSGEN_BASE = {
+    "training/loss.py": "882624070e4690bb4025aea5d0874ae4abcf0caa2fc691c60af84b54ebd1b1da",
+    "training/networks.py": "c673a63f999f05f30fb0d150fd4fca2d7b1b873f0312afdf095e244770f0cff8",
+    "training/augment.py": "fd81c871a9bfbb7feaad138b1e875db05c640060bdbf0342247d209eb48ba8f9",
+    "training/dataset.py": "10e433ffde6e3e63963711390ee8eeaa6f0e5a00da9f883117331a48b36e5145",
+    "torch_utils/misc.py": "10ea2142dd7154327d6b92d361c4ff4d2ae9bab75307d4550a027adf9cf827f5",
+    "torch_utils/training_stats.py": "c1c105b7e5c2fa5883516bf2bc05b588da5f45939d37f3fe281abca4579e7616",
+}
 ANCHORS = {
     "stylegan2-ada": ("NVlabs/stylegan2-ada-pytorch", "d72cc7d041b42ec8e806021a205ed9349f87c6a4", {
         "training/training_loop.py": "0b589a731712c51791eb22efe0dc1ee6856bf3e9335920db02a3e38dee909eb3",
@@ -25,25 +34,15 @@ ANCHORS = {
     }, {"training/training_loop.py": {124: _CPU_DEVICE}}),
     "insgen": ("genforce/insgen", "52bda7cfe59094fbb2f533a0355fff1392b0d380", {
         "training/training_loop.py": "bab8f3fe3d4f4ac8aaeb23d533f35798bbc6076e4d4a716278fab6ae0bb93632",
-        "training/loss.py": "882624070e4690bb4025aea5d0874ae4abcf0caa2fc691c60af84b54ebd1b1da",
         "training/contrastive_loss.py": "b01b71abae7d2fd9d3726614415acc1ba5fa4b8cc9bc3cc49e3cc76d26c29d57",
         "training/contrastive_head.py": "0a60e67ba63fec534a100c013a2424ad27bd0936649767a4e8242e864934f2f9",
-        "training/networks.py": "c673a63f999f05f30fb0d150fd4fca2d7b1b873f0312afdf095e244770f0cff8",
-        "training/augment.py": "fd81c871a9bfbb7feaad138b1e875db05c640060bdbf0342247d209eb48ba8f9",
-        "training/dataset.py": "10e433ffde6e3e63963711390ee8eeaa6f0e5a00da9f883117331a48b36e5145",
-        "torch_utils/misc.py": "10ea2142dd7154327d6b92d361c4ff4d2ae9bab75307d4550a027adf9cf827f5",
-        "torch_utils/training_stats.py": "c1c105b7e5c2fa5883516bf2bc05b588da5f45939d37f3fe281abca4579e7616",
+        **_INSGEN_BASE,
     }, {"training/training_loop.py": {129: _CPU_DEVICE}}),
     "fakeclr": ("iceli1007/FakeCLR", "d8f073578d48270c04f800888dfd8ac843d6e278", {
         "training/training_loop.py": "0654aa3121a2173fa6ea001e325429ba5402dbe6bc02a12bcd02cbaca71292f4",
-        "training/loss.py": "882624070e4690bb4025aea5d0874ae4abcf0caa2fc691c60af84b54ebd1b1da",
         "training/contrastive_loss.py": "d8ffc5875197ba31dbca7567983ae54d9efd77404bceef2c25cd46a7dd60fbac",
         "training/contrastive_head_iteration.py": "38a1938f5d0953779dbe44041668249a99c371de9d4552cc8e2a26efee9aa26e",
-        "training/networks.py": "c673a63f999f05f30fb0d150fd4fca2d7b1b873f0312afdf095e244770f0cff8",
-        "training/augment.py": "fd81c871a9bfbb7feaad138b1e875db05c640060bdbf0342247d209eb48ba8f9",
-        "training/dataset.py": "10e433ffde6e3e63963711390ee8eeaa6f0e5a00da9f883117331a48b36e5145",
-        "torch_utils/misc.py": "10ea2142dd7154327d6b92d361c4ff4d2ae9bab75307d4550a027adf9cf827f5",
-        "torch_utils/training_stats.py": "c1c105b7e5c2fa5883516bf2bc05b588da5f45939d37f3fe281abca4579e7616",
+        **_INSGEN_BASE,
     }, {"training/training_loop.py": {129: _CPU_DEVICE}}),
 }
 
