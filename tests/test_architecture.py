@@ -1,6 +1,6 @@
 """The layers of docs/architecture.md, checked on the imports: a module may import only from its own layer's
-packages or from layers below. Reads every module's ``import`` / ``from`` statements (also those inside
-functions) with ``ast``; nothing is imported."""
+packages or from layers below, and the modules of one package import each other without cycles. Reads every
+module's ``import`` / ``from`` statements (also those inside functions) with ``ast``; nothing is imported."""
 
 from __future__ import annotations
 
@@ -29,8 +29,18 @@ def _unit(module: str) -> str:
     return parts[1] if len(parts) > 1 else "__init__"
 
 
+def _module_file(module: str) -> Path | None:
+    """The source file of the fakeclr module ``module`` (a package: its ``__init__.py``); None if it is no module."""
+    base = SRC.parent.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
 def _imports(path: Path) -> list[tuple[str, int]]:
-    """Absolute fakeclr module names imported by ``path``, with line numbers."""
+    """Absolute fakeclr module names imported by ``path``, with line numbers. ``from P import x`` names ``P.x``
+    when that is a module (relative or absolute), else ``P``."""
     rel = path.relative_to(SRC.parent).with_suffix("")
     package = list(rel.parts[:-1])
     out = []
@@ -39,9 +49,9 @@ def _imports(path: Path) -> list[tuple[str, int]]:
             if node.level:
                 base = package[: len(package) - node.level + 1]
                 mod = ".".join(base + ([node.module] if node.module else []))
-                names = [mod] if node.module else [f"{mod}.{a.name}" for a in node.names]
             else:
-                names = [node.module or ""]
+                mod = node.module or ""
+            names = dict.fromkeys(f"{mod}.{a.name}" if _module_file(f"{mod}.{a.name}") else mod for a in node.names)
             out += [(n, node.lineno) for n in names if n.startswith("fakeclr") and not n.split(".")[-1].startswith("__")]
         elif isinstance(node, ast.Import):
             out += [(a.name, node.lineno) for a in node.names if a.name.startswith("fakeclr")]
@@ -83,3 +93,64 @@ def test_the_check_sees_a_violation(tmp_path):
         SRC = old
     assert found == ["fakeclr.train.loop", "fakeclr.tools"]
     assert all(LAYER_OF[_unit(m)] > LAYER_OF["images"] for m in found)
+
+
+def _module_name(path: Path) -> str:
+    """``src/fakeclr/data/stream.py`` -> ``fakeclr.data.stream``; a package's ``__init__.py`` -> the package."""
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _package_cycles() -> list[str]:
+    """Import cycles among the modules of one package (the ``.py`` files of one folder of src/fakeclr, its
+    ``__init__.py`` included), one line per cycle naming each import of it with its line number."""
+    files = {_module_name(p): p for p in sorted(SRC.rglob("*.py"))}
+    edges: dict[str, dict[str, int]] = {m: {} for m in files}          # importer -> {imported: first line}
+    for me, path in files.items():
+        for module, line in _imports(path):
+            while module and module not in files:                      # an attribute of a module: that module
+                module = module.rpartition(".")[0]
+            if module and module != me and files[module].parent == path.parent:
+                edges[me].setdefault(module, line)
+    reach = {}
+    for start in files:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in edges[todo.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        reach[start] = seen
+    cycles = []
+    for m in files:
+        group = sorted(o for o in reach[m] if m in reach[o])          # m's strongly connected component
+        if m in group and m == group[0]:
+            cycles.append("; ".join(f"{files[a].relative_to(SRC)}:{line} imports {b}"
+                                    for a in group for b, line in edges[a].items() if b in group))
+    return cycles
+
+
+def test_no_import_cycles_inside_a_package():
+    cycles = _package_cycles()
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_the_cycle_check_sees_a_cycle(tmp_path):
+    """The checker itself: a cycle closed by a function-level absolute import is seen, with both imports named;
+    the same imports between modules of different packages are no package cycle."""
+    global SRC
+    fake = tmp_path / "fakeclr"
+    (fake / "pkg").mkdir(parents=True)
+    (fake / "other").mkdir()
+    for init in (fake, fake / "pkg", fake / "other"):
+        (init / "__init__.py").write_text("")
+    (fake / "pkg" / "a.py").write_text("from .b import x\n")
+    (fake / "pkg" / "b.py").write_text("x = 1\n\ndef f():\n    from fakeclr.pkg import a\n")
+    (fake / "pkg" / "c.py").write_text("from ..other import d\n")
+    (fake / "other" / "d.py").write_text("from fakeclr.pkg.c import y\n")
+    old, SRC = SRC, fake
+    try:
+        found = _package_cycles()
+    finally:
+        SRC = old
+    assert found == ["pkg/a.py:1 imports fakeclr.pkg.b; pkg/b.py:4 imports fakeclr.pkg.a"]

@@ -482,14 +482,14 @@ def test_real_obama_at_64():
 
 
 def test_probe_reads_headers_only_and_agrees_with_open(tmp_path, monkeypatch):
-    from fakeclr.data import dataset as ds_mod
+    from fakeclr.data import opening as open_mod
     from fakeclr.data import probe_dataset
     root = make_folder(tmp_path / "mixed", {"a.png": Image.new("L", (40, 50)), "b.png": Image.new("RGB", (70, 64)),
                                              "c.png": Image.new("L", (33, 90))})
     cases = [("lfw", {}), (str(root), {}), (str(root), {"channels": 1}), (str(root), {"subset": 2, "subset_seed": 1}),
              (str(root), {"resolution": 16})]
     opened = [open_dataset(src, **kw) for src, kw in cases]
-    monkeypatch.setattr(ds_mod, "_load", lambda *a: (_ for _ in ()).throw(AssertionError("decoded")))
+    monkeypatch.setattr(open_mod, "load_image", lambda *a: (_ for _ in ()).throw(AssertionError("decoded")))
     for (src, kw), ds in zip(cases, opened):
         assert probe_dataset(src, **kw) == (ds.resolution, ds.num_channels), (src, kw)
     assert probe_dataset(str(root)) == (32, 3)

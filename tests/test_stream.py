@@ -219,7 +219,7 @@ def test_the_zip_index_reads_the_central_directory_as_zipfile_does(tmp_path, mon
     """The index parsed from the central directory (with Zip64 records and extra fields, forced here by lowering
     zipfile's limits while writing) equals what zipfile reads: names, offsets, sizes, CRCs, methods; directories
     are left out, UTF-8 names and an archive comment are handled."""
-    from fakeclr.data.dataset import _ZipIndex
+    from fakeclr.data.zipindex import ZipIndex
     archive = tmp_path / "a.zip"
     with monkeypatch.context() as m:
         if zip64:
@@ -232,7 +232,7 @@ def test_the_zip_index_reads_the_central_directory_as_zipfile_does(tmp_path, mon
                 z.writestr(name, _png(k), compress_type=zipfile.ZIP_DEFLATED if k % 2 else zipfile.ZIP_STORED)
             z.comment = b"an archive comment"
     with open(archive, "rb") as f:
-        ours = _ZipIndex._parse(f)
+        ours = ZipIndex._parse(f)
     with zipfile.ZipFile(archive) as z:
         infos = sorted((i for i in z.infolist() if not i.is_dir()), key=lambda i: i.filename)
         if zip64:

@@ -3,15 +3,16 @@ decoded when drawn (large sets).
 
 ``open_dataset`` reads a source into an in-memory :class:`ImageDataset`, or opens it as a
 :class:`~fakeclr.data.stream.StreamingDataset` (``stream=``); ``prepare_dataset`` writes a training archive (a
-zip of same-size PNGs). The rules for conversion, native resolution, subsets and labels are in the
-docstring of :mod:`fakeclr.data.dataset`.
+zip of same-size PNGs). The rules are in the module docstrings: native resolution and subsets in
+:mod:`fakeclr.data.opening`, which files a source holds in :mod:`fakeclr.data.sources`, conversion in
+:mod:`fakeclr.data.decode`, labels in :mod:`fakeclr.data.labels`.
 """
 
-from fakeclr.data.dataset import (
-    DEFAULT_SOURCE, IMAGE_EXTENSIONS, ImageDataset, check_channels, check_resolution, open_dataset, probe_dataset,
-    subset_indices,
-)
-from fakeclr.data.embedded import load_lfw
+from fakeclr.errors import check_resolution
+from fakeclr.data.dataset import ImageDataset
+from fakeclr.data.embedded import DEFAULT_SOURCE, load_lfw
+from fakeclr.data.opening import check_channels, open_dataset, probe_dataset, subset_indices
+from fakeclr.data.sources import IMAGE_EXTENSIONS
 from fakeclr.data.prepare import format_summary, prepare_dataset, write_archive
 
 __all__ = [

@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image
 
 from fakeclr.errors import UserError
-from fakeclr.data.dataset import ImageDataset, open_dataset
+from fakeclr.data.dataset import ImageDataset
+from fakeclr.data.opening import open_dataset
 
 __all__ = ["prepare_dataset", "write_archive", "format_summary", "archive_name"]
 

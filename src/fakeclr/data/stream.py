@@ -10,14 +10,11 @@ vanished since then stops the run with one sentence naming it, instead of traini
 started with.
 
 Memory held: the names, the labels and one stat record per image (tens of bytes each), a zip's index as arrays
-(:class:`fakeclr.data.dataset._ZipIndex`), never the pixels.
+(:class:`fakeclr.data.zipindex.ZipIndex`), never the pixels.
 """
 
 from __future__ import annotations
 
-import os
-import zipfile
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -25,8 +22,9 @@ import torch
 
 from ..errors import UserError
 from .dataset import DatasetItems
+from .decode import BadImage, load_image
 
-__all__ = ["STREAM_THRESHOLD_BYTES", "StreamingDataset", "LazyImages", "decoded_bytes"]
+__all__ = ["STREAM_THRESHOLD_BYTES", "StreamingDataset", "LazyImages", "decoded_bytes", "streams_by_default"]
 
 STREAM_THRESHOLD_BYTES = 2 << 30     # stream=None streams a data set whose decoded images exceed 2 GiB
 
@@ -34,6 +32,11 @@ STREAM_THRESHOLD_BYTES = 2 << 30     # stream=None streams a data set whose deco
 def decoded_bytes(num_images: int, channels: int, resolution: int) -> int:
     """Bytes of ``num_images`` decoded uint8 images ``[C, R, R]`` (mirroring adds none: flips are made per batch)."""
     return num_images * channels * resolution * resolution
+
+
+def streams_by_default(num_images: int, channels: int, resolution: int) -> bool:
+    """Whether ``stream=None`` streams: the decoded images would exceed :data:`STREAM_THRESHOLD_BYTES`."""
+    return decoded_bytes(num_images, channels, resolution) > STREAM_THRESHOLD_BYTES
 
 
 class LazyImages:
@@ -141,9 +144,8 @@ class StreamingDataset(DatasetItems):
 
     # -------------------------------------------------------------- decoding, checked against the recorded files
     def _decode(self, i: int) -> np.ndarray:
-        from .dataset import _BadImage, _load
         name = self.names[i]
-        now = file_stat(self._src, name)
+        now = self._src.stat(name)
         if now is None:
             raise UserError(f"Image {self._src.where(name)} vanished after the run opened the data set; restore it "
                             "(or start a new run on the data as it is now).")
@@ -151,23 +153,7 @@ class StreamingDataset(DatasetItems):
             raise UserError(f"Image {self._src.where(name)} changed after the run opened the data set; restore it "
                             "(or start a new run on the data as it is now).")
         try:
-            return _load(self._src, name, self._resolution, self._channels)
-        except _BadImage as e:
+            return load_image(self._src, name, self._resolution, self._channels)
+        except BadImage as e:
             raise UserError(f"Cannot read image {self._src.where(name)} any more ({e}); restore it (or start a new "
                             "run on the data as it is now).") from e
-
-
-def file_stat(src, name: str) -> tuple | None:
-    """What a file looks like now: ``(size, mtime_ns)`` in a folder, ``(size, crc)`` in a zip, ``()`` for the
-    embedded set; ``None`` when it is gone."""
-    from .dataset import _EmbeddedSource, _FolderSource, _ZipSource
-    if isinstance(src, _FolderSource):
-        try:
-            st = os.stat(src.root / name)
-        except FileNotFoundError:
-            return None
-        return (st.st_size, st.st_mtime_ns)
-    if isinstance(src, _ZipSource):
-        return src.member_stat(name)
-    assert isinstance(src, _EmbeddedSource)
-    return ()
