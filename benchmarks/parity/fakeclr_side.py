@@ -127,7 +127,7 @@ def train(run: loop.TrainingRun, case: cases.Case, gen_c: list[torch.Tensor] | N
         for k in range(case.iterations):
             if warmup is not None and k == warmup:
                 start = (time.perf_counter(), run.cur_nimg)
-            loop.train_step(run, monitor, None)
+            loop.train_step(run, monitor)
             if record:
                 monitor.records.append({"iteration": k, "phase": "end", "losses": {}, "tensors": snapshot(run)})
     finally:

@@ -51,8 +51,8 @@ class PhaseContext:
     cur_nimg: int = 0
     stats: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     real_logit_observers: list[Callable[[torch.Tensor], None]] = field(default_factory=list)
-    fake_mixing: tuple[int, torch.Tensor] | None = None
-    last_mixing: tuple[int, torch.Tensor] | None = None
+    fake_mixing: tuple[torch.Tensor, torch.Tensor] | None = None
+    last_mixing: tuple[torch.Tensor, torch.Tensor] | None = None
     _cache: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ reporting
@@ -62,23 +62,25 @@ class PhaseContext:
 
     # ------------------------------------------------------------------ forward passes
     def run_G(self, z: torch.Tensor, c: torch.Tensor,
-              mixing: tuple[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              mixing: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``G(z, c)`` with style mixing regularisation (StyleGAN Sec. 3.1): ``(img [N,C,H,W], ws [N,L,w_dim])``.
 
         With probability ``style_mixing_prob`` the layers from a random cutoff on take the styles of a second
-        latent. ``mixing = (cutoff, second_z)`` repeats a given choice instead of drawing one; the choice made
-        is left in ``last_mixing``. The mapping network's W average is updated by the main latent only.
+        latent. ``mixing = (cutoff, second_z)`` (a 0-d integer tensor, ``num_ws`` for no mixing, and ``[N, z_dim]``)
+        repeats a given choice instead of drawing one; the choice made is left in ``last_mixing``. The mapping
+        network's W average is updated by the main latent only.
         """
         ws = self.G.mapping(z, c, update_emas=True)
         num_ws = ws.shape[1]
         if mixing is None and self.style_mixing_prob > 0:
-            cutoff = torch.randint(1, num_ws, ()).item() if num_ws > 1 else num_ws
-            if torch.rand(()).item() >= self.style_mixing_prob:
-                cutoff = num_ws
+            # The cutoff and the coin stay tensors: reading them on the host would wait for the device.
+            cutoff = torch.randint(1, num_ws, ()) if num_ws > 1 else torch.tensor(num_ws)
+            cutoff = torch.where(torch.rand(()) < self.style_mixing_prob, cutoff, torch.tensor(num_ws))
             mixing = (cutoff, torch.randn_like(z))
-        if mixing is not None and mixing[0] < num_ws:
+        if mixing is not None:
             ws2 = self.G.mapping(mixing[1], c, update_emas=False)
-            ws = torch.cat([ws[:, :mixing[0]], ws2[:, mixing[0]:]], dim=1)
+            layer = torch.arange(num_ws, device=ws.device)[None, :, None]
+            ws = torch.where(layer < mixing[0].to(ws.device), ws, ws2)
         self.last_mixing = mixing
         img = self.G.synthesis(ws)
         return img, ws
@@ -90,6 +92,10 @@ class PhaseContext:
             self._cache["fake"] = self.run_G(self.gen_z, self.gen_c)
             self.fake_mixing = self.last_mixing
         return self._cache["fake"]
+
+    def computed_fake(self) -> torch.Tensor | None:
+        """The fake images ``[N, C, H, W]`` if a term of the phase made them, else ``None`` (nothing is run)."""
+        return self._cache["fake"][0] if "fake" in self._cache else None
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor) -> DOutput:
         """D on the augmented images."""

@@ -259,14 +259,19 @@ class AugmentPipe(torch.nn.Module):
             pct = torch.as_tensor(debug_percentile, dtype=torch.float32, device=images.device)
         x = images.to(torch.float32)
 
-        g_inv = self._sample_geometry(n, *images.shape[2:], images.device, pct)
-        if g_inv is not None:
-            x = self._warp(x, g_inv)
-        color = self._sample_color(n, c, images.device, pct)
-        if color is not None:
+        # Draw the parameters of the first three stages (in the reference's order; applying a stage draws nothing),
+        # then read on the host, once, which stages changed any image and how far the warp must pad.
+        g_inv, moved = self._sample_geometry(n, *images.shape[2:], images.device, pct)
+        color, recolored = self._sample_color(n, c, images.device, pct)
+        gains, filtered = self._sample_band_gains(n, images.device, pct) if self.imgfilter > 0 else (None, None)
+        padding = self._warp_padding(g_inv, *images.shape[2:]) if g_inv is not None else None
+        warp, recolor, refilter, padding = _read_once(moved, recolored, filtered, padding)
+        if warp:
+            x = self._warp(x, g_inv, padding)
+        if recolor:
             x = _apply_color(x, color)
-        if self.imgfilter > 0:
-            x = self._filter_bands(x, pct)
+        if refilter:
+            x = self._filter_bands(x, gains)
         if self.noise > 0:
             x = self._add_noise(x, pct)
         if self.cutout > 0:
@@ -302,13 +307,12 @@ class AugmentPipe(torch.nn.Module):
                           at_percentile or (lambda q: (q * 2 - 1) * np.pi * max_turns))
 
     def _sample_geometry(self, n: int, h: int, w: int, device: torch.device,
-                         pct: torch.Tensor | None) -> torch.Tensor | None:
-        """Compose the inverse transform (output pixel -> input pixel, centered coordinates), ``[N, 3, 3]``.
-
-        Returns ``None`` when no geometric op is enabled or every image got the identity.
+                         pct: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Compose the inverse transform (output pixel -> input pixel, centered coordinates), ``[N, 3, 3]``, and
+        whether it moves any image (a 0-d bool tensor); ``(None, None)`` when no geometric op is enabled.
         """
         if not any(getattr(self, op) > 0 for op in _GEOMETRY_OPS):
-            return None
+            return None, None
         like = torch.zeros([n], device=device)
         g_inv = torch.eye(3, device=device).repeat(n, 1, 1)
         moved = []  # per-op "this image is changed" masks
@@ -350,15 +354,17 @@ class AugmentPipe(torch.nn.Module):
             t = torch.randn([n, 2], device=device) * self.xfrac_std
             t = self._gate(t, self.xfrac * p, 0.0, [n, 1], pct, lambda q: torch.erfinv(q * 2 - 1) * self.xfrac_std)
             compose(_translate2d(-(t[:, 0] * w), -(t[:, 1] * h), like), (t != 0).any(dim=1))
-        return g_inv if _any(moved) else None
+        return g_inv, _any(moved)
 
-    def _sample_color(self, n: int, c: int, device: torch.device, pct: torch.Tensor | None) -> torch.Tensor | None:
-        """Compose the color transform acting on homogeneous ``(r, g, b, 1)``, ``[N, 4, 4]``; ``None`` if identity.
+    def _sample_color(self, n: int, c: int, device: torch.device,
+                      pct: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Compose the color transform acting on homogeneous ``(r, g, b, 1)``, ``[N, 4, 4]``, and whether it changes
+        any image (0-d bool); ``(None, None)`` when no color op is enabled.
 
         Hue and saturation act only on RGB (they are skipped, drawing nothing, for 1 channel).
         """
         if not any(getattr(self, op) > 0 for op in _COLOR_OPS):
-            return None
+            return None, None
         p = self.p
         like = torch.zeros([n], device=device)
         eye = torch.eye(4, device=device)
@@ -388,32 +394,38 @@ class AugmentPipe(torch.nn.Module):
             s = self._lognormal([n, 1, 1], self.saturation_std, self.saturation * p, pct, device)
             color = (luma_proj + (eye - luma_proj) * s) @ color
             changed.append(s != 1)
-        return color if _any(changed) else None
+        return color, _any(changed)
 
     # -----------------------------------------------------------------------------------------------------------------
     # Execution.
 
-    def _warp(self, x: torch.Tensor, g_inv: torch.Tensor) -> torch.Tensor:
-        """Resample every image with its inverse transform, alias-free (paper App. B.2).
-
-        Steps: reflect-pad just enough to cover what the transform brings into view; upsample 2x with the sym6
-        wavelet; bilinear sampling at the transformed pixel centers; low-pass and downsample 2x, cropping the pad.
-        Args:
-            x: ``[N, C, H, W]``; g_inv: ``[N, 3, 3]`` mapping output pixels to input pixels, both measured from the
-            image center in pixels.
-        """
-        n, c, h, w = x.shape
-        device = x.device
+    def _warp_padding(self, g_inv: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """The reflect padding the warp needs on each side, ``[4]`` (left, top, right, bottom; whole pixels as
+        floats): where the corners of the output land in the input, plus the filter's guard band."""
+        device = g_inv.device
         guard = self.Hz_geom.shape[0] // 4  # extra pixels the sym6 filter needs on each side (3)
-
-        # Where the corners of the output land in the input -> reflect padding on each side.
         cx, cy = (w - 1) / 2, (h - 1) / 2
         corners = torch.tensor([[-cx, -cy, 1], [cx, -cy, 1], [cx, cy, 1], [-cx, cy, 1]], device=device).t()
         src = (g_inv @ corners)[:, :2, :]                                          # [N, xy, corner]
         reach = torch.cat([-src, src], dim=1).amax(dim=(0, 2))                    # [left, top, right, bottom]
         reach = reach + torch.tensor([guard * 2 - cx, guard * 2 - cy] * 2, device=device)
         reach = reach.clamp(min=0).minimum(torch.tensor([w - 1, h - 1] * 2, dtype=torch.float32, device=device))
-        left, top, right, bottom = (int(v) for v in reach.ceil().tolist())
+        return reach.ceil()
+
+    def _warp(self, x: torch.Tensor, g_inv: torch.Tensor, padding: list[int]) -> torch.Tensor:
+        """Resample every image with its inverse transform, alias-free (paper App. B.2).
+
+        Steps: reflect-pad by ``padding`` (:meth:`_warp_padding`: just enough to cover what the transform brings
+        into view); upsample 2x with the sym6 wavelet; bilinear sampling at the transformed pixel centers;
+        low-pass and downsample 2x, cropping the pad.
+        Args:
+            x: ``[N, C, H, W]``; g_inv: ``[N, 3, 3]`` mapping output pixels to input pixels, both measured from the
+            image center in pixels; padding: ``[left, top, right, bottom]`` pixels.
+        """
+        n, c, h, w = x.shape
+        device = x.device
+        guard = self.Hz_geom.shape[0] // 4
+        left, top, right, bottom = padding
         x = F.pad(x, [left, right, top, bottom], mode="reflect")
         g_inv = _const_translate((left - right) / 2, (top - bottom) / 2, device) @ g_inv
 
@@ -432,10 +444,10 @@ class AugmentPipe(torch.nn.Module):
         # Back to 1x, dropping the guard band.
         return downsample2d(x, self.Hz_geom, down=2, padding=-guard * 2, flip_filter=True)
 
-    def _filter_bands(self, x: torch.Tensor, pct: torch.Tensor | None) -> torch.Tensor:
-        """Random per-band gains ``2 ** N(0, imgfilter_std^2)`` (paper App. B.3), power-normalised for 1/f images."""
-        n, c, h, w = x.shape
-        device = x.device
+    def _sample_band_gains(self, n: int, device: torch.device,
+                           pct: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random per-band gains ``2 ** N(0, imgfilter_std^2)`` (paper App. B.3), power-normalised for 1/f images:
+        ``[N, bands]``, and whether any image's gains differ from 1 (0-d bool)."""
         num_bands = self.Hz_fbank.shape[0]
         power = torch.tensor(_BAND_POWER, dtype=torch.float32, device=device)
         gains = torch.ones([n, num_bands], device=device)
@@ -449,8 +461,11 @@ class AugmentPipe(torch.nn.Module):
             band_gain = torch.ones([n, num_bands], device=device)
             band_gain[:, band] = g
             gains = gains * (band_gain / (power * band_gain.square()).sum(dim=-1, keepdim=True).sqrt())
-        if not _any(changed):
-            return x
+        return gains, _any(changed)
+
+    def _filter_bands(self, x: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+        """Filter each image with its band ``gains`` ``[N, bands]`` (:meth:`_sample_band_gains`)."""
+        n, c, h, w = x.shape
         taps = (gains @ self.Hz_fbank).repeat_interleave(c, dim=0)                 # [N*C, T]
         pad = self.Hz_fbank.shape[1] // 2
         if min(h, w) <= pad:
@@ -505,9 +520,22 @@ def _apply_color(x: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
     return flat.reshape(n, c, h, w)
 
 
-def _any(masks: list[torch.Tensor]) -> bool:
-    """Whether any element of any boolean mask is set (one device sync)."""
-    return bool(torch.stack([m.any() for m in masks]).any()) if masks else False
+def _any(masks: list[torch.Tensor]) -> torch.Tensor:
+    """Whether any element of any boolean mask is set: a 0-d bool tensor on the masks' device (nothing is read)."""
+    return torch.stack([m.any() for m in masks]).any() if masks else torch.tensor(False)
+
+
+def _read_once(moved: torch.Tensor | None, recolored: torch.Tensor | None, filtered: torch.Tensor | None,
+               padding: torch.Tensor | None) -> tuple[bool, bool, bool, list[int] | None]:
+    """The pipeline's one host read: which stages change any image (each flag ``None`` where its stage is off),
+    and the warp's padding ``[4]``."""
+    flags = (moved, recolored, filtered)
+    parts = [f.reshape(1).float() for f in flags if f is not None] + ([padding] if padding is not None else [])
+    if not parts:
+        return False, False, False, None
+    values = iter(torch.cat([t.to(parts[-1].device) for t in parts]).tolist())
+    warp, recolor, refilter = (f is not None and bool(next(values)) for f in flags)
+    return warp, recolor, refilter, [int(next(values)) for _ in range(4)] if padding is not None else None
 
 
 def _preset_options(name: str) -> dict[str, float]:

@@ -42,11 +42,10 @@ def forgetting_weights(queue_iters: torch.Tensor, tau_m: float = 0.01, mode: str
     if mode != "paper":
         raise ValueError(f"unknown forgetting mode {mode!r}; expected one of {FORGETTING_MODES}")
     span = t.max() - t.min()
-    if span <= 0:                       # every key from the same iteration: no entry is more recent
-        return torch.full_like(t, 1.0 / t.numel())
     t = (t - t.min()) / span            # min-max over the queue: oldest 0, newest 1
     t = t / t.norm(p=2)                 # L2 over the queue axis
-    return torch.softmax(t / tau_m, dim=0)
+    # Every key from the same iteration (span 0): no entry is more recent. Chosen on the device, not read.
+    return torch.where(span > 0, torch.softmax(t / tau_m, dim=0), 1.0 / t.numel())
 
 
 def iteration_weighted_info_nce(q: torch.Tensor, k_pos: torch.Tensor, queue: torch.Tensor, queue_iters: torch.Tensor,

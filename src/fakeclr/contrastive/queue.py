@@ -13,7 +13,8 @@ class FeatureQueue(torch.nn.Module):
 
     Starts full of random unit vectors enqueued at iteration 0 (as MoCo and the released code do). Keys are
     gathered over DDP processes before they are enqueued, so every process holds the same queue. All of it is
-    buffers: ``state_dict`` carries keys, iterations, write pointer and fill count.
+    buffers: ``state_dict`` carries keys, iterations, write pointer and fill count. The pointer and the count are
+    mirrored on the host (``_ptr``, ``_filled``), so that using the queue never reads the device.
     """
 
     def __init__(self, dim: int, size: int, generator: torch.Generator | None = None):
@@ -25,6 +26,7 @@ class FeatureQueue(torch.nn.Module):
         self.register_buffer("iters", torch.zeros(size, dtype=torch.long))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("filled", torch.full((), size, dtype=torch.long))
+        self._ptr, self._filled = 0, size
 
     @property
     def size(self) -> int:
@@ -35,7 +37,7 @@ class FeatureQueue(torch.nn.Module):
 
         Copies, because the loss keeps them for its backward pass while the queue is updated in place.
         """
-        n = int(self.filled)
+        n = self._filled
         return self.keys[:n].clone(), self.iters[:n].clone()
 
     @torch.no_grad()
@@ -45,19 +47,18 @@ class FeatureQueue(torch.nn.Module):
         n = keys.shape[0]
         if n >= self.size:                       # a batch larger than the queue keeps its last `size` keys
             keys, n = keys[-self.size:], self.size
-        ptr = int(self.ptr)
+        ptr = self._ptr
         idx = (torch.arange(n, device=self.keys.device) + ptr) % self.size
         self.keys[idx] = keys.to(self.keys.dtype)
         self.iters[idx] = iteration
-        self.ptr.fill_((ptr + n) % self.size)
-        self.filled.fill_(min(int(self.filled) + n, self.size))
+        self._set_counters((ptr + n) % self.size, min(self._filled + n, self.size))
 
     @torch.no_grad()
     def resize(self, size: int) -> None:
         """Change the capacity, keeping the newest ``min(filled, size)`` keys (FakeCLR diversity-aware queue)."""
         if size == self.size:
             return
-        n_old, ptr = int(self.filled), int(self.ptr)
+        n_old, ptr = self._filled, self._ptr
         # Filled entries oldest first: a full ring's oldest key sits at the write pointer; a ring that is not
         # full was filled from slot 0 (the pointer equals the fill count).
         order = torch.arange(n_old, device=self.keys.device)
@@ -69,8 +70,12 @@ class FeatureQueue(torch.nn.Module):
         iters = torch.zeros(size, dtype=torch.long, device=self.keys.device)
         keys[:n], iters[:n] = self.keys[keep], self.iters[keep]
         self.keys, self.iters = keys, iters
-        self.ptr.fill_(n % size)
-        self.filled.fill_(n)
+        self._set_counters(n % size, n)
+
+    def _set_counters(self, ptr: int, filled: int) -> None:
+        self._ptr, self._filled = ptr, filled
+        self.ptr.fill_(ptr)
+        self.filled.fill_(filled)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The capacity is state: adopt the saved buffer shapes before loading.
@@ -79,3 +84,4 @@ class FeatureQueue(torch.nn.Module):
             self.keys = torch.empty_like(state_dict[key], device=self.keys.device)
             self.iters = torch.empty_like(state_dict[prefix + "iters"], device=self.iters.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._ptr, self._filled = int(self.ptr), int(self.filled)

@@ -219,6 +219,7 @@ class TrainingRun:
     frozen: list[str]                            # FreezeD layers
     cur_nimg: int = 0
     iteration: int = 0
+    nonfinite: torch.Tensor | None = None        # [phases] int: iterations since the last tick with a non-finite loss
 
     @property
     def nets(self) -> dict[str, torch.nn.Module]:
@@ -270,7 +271,8 @@ def build_run(cfg: TrainConfig, run_dir: Path, device: torch.device, fresh: bool
     torch.manual_seed(cfg.seed * world + rank)
     feed = RealFeed(data, sampler, cfg.batch // world, device, workers=cfg.data.workers)
     run = TrainingRun(cfg, run_dir, device, data, c_dim, cfg.batch // world, G, D, G_ema, method, augmentation,
-                      phases, sampler, feed, ckpt.TrainingState(), init, frozen)
+                      phases, sampler, feed, ckpt.TrainingState(), init, frozen,
+                      nonfinite=torch.zeros(len(PHASES), dtype=torch.long, device=device))
 
     # The training state, one list for both ways (save and restore).
     d_opts = next(p.opts for p in phases if D in p.modules)
@@ -312,9 +314,13 @@ def restore_run(run: TrainingRun, state: dict | None, source: str | Path | None)
     return loaded
 
 
-def train_step(run: TrainingRun, monitor: Monitor, last_state) -> None:
+def train_step(run: TrainingRun, monitor: Monitor) -> None:
     """One iteration: draw a real batch and one latent batch per phase, run the phases that are due, then
-    update ``G_ema`` and the augmentation probability. ``last_state`` is named if the loss diverges."""
+    update ``G_ema`` and the augmentation probability.
+
+    Nothing here reads a value of the device on the host (the optimizers' step counts aside, which live on the
+    host; one read per ADA augmentation for its padding): the statistics go to the monitor as tensors and a
+    non-finite loss is marked in ``run.nonfinite``, both read at the next tick (:func:`train`)."""
     cfg, G, D, device, batch, c_dim = run.cfg, run.G, run.D, run.device, run.batch, run.c_dim
     augmentation, phases = run.augmentation, run.phases
     t0 = time.perf_counter()
@@ -345,10 +351,7 @@ def train_step(run: TrainingRun, monitor: Monitor, last_state) -> None:
         for opt in phase.opts:
             opt.zero_grad(set_to_none=True)
         loss = sum(term(ctx) for term in phase.terms) * ctx.gain
-        if not torch.isfinite(loss):
-            raise UserError(f"Training diverged: the {phase.name} loss is {loss.item()} at kimg "
-                            f"{run.cur_nimg / 1000:g}; the last good checkpoint is {last_state}. "
-                            "Lower the learning rate or raise --gamma, then resume from it.")
+        run.nonfinite[PHASES.index(phase.name)] += ~torch.isfinite(loss.detach())
         loss.backward()
         dist.average_gradients(phase.parameters())
         for p in phase.parameters():
@@ -356,8 +359,8 @@ def train_step(run: TrainingRun, monitor: Monitor, last_state) -> None:
                 torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
         for opt in phase.opts:
             opt.step()
-        if phase.name == "Gmain" and "fake" in ctx._cache:
-            pseudo = ctx._cache["fake"][0].detach()
+        if phase.name == "Gmain" and ctx.computed_fake() is not None:
+            pseudo = ctx.computed_fake().detach()
         monitor.add(ctx.stats)
         monitor.add_time(phase.name, time.perf_counter() - t0)
     t0 = time.perf_counter()
@@ -430,19 +433,24 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
     with _StopFlag() as stop:
         try:
             while run.cur_nimg < stop_nimg:
-                train_step(run, monitor, last["state"])
+                train_step(run, monitor)
                 cur_nimg = run.cur_nimg
                 # ---------------------------------------------------------------- ticks, snapshots, stop
                 done = cur_nimg >= stop_nimg
-                stopping = dist.all_reduce_sum(torch.tensor([1.0 if stop.signum else 0.0])).item() > 0
-                if done or stopping or cur_nimg // tick_nimg != (cur_nimg - cfg.batch) // tick_nimg:
+                tick = done or cur_nimg // tick_nimg != (cur_nimg - cfg.batch) // tick_nimg
+                snap = done or cur_nimg // snap_nimg != (cur_nimg - cfg.batch) // snap_nimg
+                if not (tick or snap):
+                    continue
+                # The one read of the device between ticks: a signal on any process, a non-finite loss.
+                stopping = _check_boundary(run, stop, tick_start_nimg, last["state"])
+                if tick or stopping:
                     method.on_tick()
                     extra = {"augment_p": run.augmentation.p, "iteration": run.iteration}
                     if method.queue_size is not None:
                         extra["fake_queue_size"] = method.queue_size
                     monitor.tick(cur_nimg, tick_start_nimg, extra)
                     tick_start_nimg = cur_nimg
-                if done or stopping or cur_nimg // snap_nimg != (cur_nimg - cfg.batch) // snap_nimg:
+                if snap or stopping:
                     t0 = time.perf_counter()
                     if rank == 0:
                         grid = _sample_grid(G_ema, grid_z, grid_c, batch)
@@ -462,6 +470,19 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
             run.feed.close()                 # the streaming workers, if any
     monitor.close()
     return {**last, "nets": {**run.nets, **method.modules}}
+
+
+def _check_boundary(run: TrainingRun, stop: _StopFlag, since_nimg: int, last_state) -> bool:
+    """At a tick or snapshot: whether a signal asked any process to stop; a loss that was not finite on any
+    process since the last tick stops the run with one sentence, before anything is written."""
+    flags = torch.cat([torch.tensor([1 if stop.signum else 0], device=run.device), run.nonfinite])
+    stop_count, *nonfinite = dist.all_reduce_sum(flags).tolist()
+    if any(nonfinite):
+        phases = ", ".join(name for name, n in zip(PHASES, nonfinite) if n)
+        raise UserError(f"Training diverged: the {phases} loss was not finite between kimg {since_nimg / 1000:g} "
+                        f"and {run.cur_nimg / 1000:g}; the last good checkpoint is {last_state}. Lower the learning "
+                        "rate or raise --gamma, then resume from it.")
+    return stop_count > 0
 
 
 def _announce(run: TrainingRun, resumed: bool, loaded: list[str], grid_z, grid_c, stream) -> None:

@@ -28,6 +28,13 @@ def _format_duration(seconds: float) -> str:
     return f"{s // 3600}h {s % 3600 // 60:02d}m"
 
 
+def _to_host(values: list) -> list[float]:
+    """Floats and 0-d tensors (on any device) as floats, with one device-to-host copy for all the tensors."""
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    read = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
+    return [next(read) if isinstance(v, torch.Tensor) else float(v) for v in values]
+
+
 class Monitor:
     """Accumulates statistics between ticks and writes them out at each tick.
 
@@ -41,7 +48,7 @@ class Monitor:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.total_kimg = total_kimg
         self.stream = sys.stdout if stream is None else stream
-        self.sums: dict[str, list[float]] = {}
+        self.sums: dict[str, list] = {}           # name -> [sum (a float64 tensor on the device), count]
         self.times: dict[str, float] = {}
         self.writer = None
         self.is_writer = dist.rank() == 0 and self.run_dir is not None
@@ -52,11 +59,12 @@ class Monitor:
         self.start_time = time.time()
 
     def add(self, stats: dict[str, list[torch.Tensor]]) -> None:
-        """Add the per-phase statistics (lists of tensors) to the running sums of the tick."""
+        """Add the per-phase statistics (lists of tensors) to the running sums of the tick, on their device: the
+        values are read on the host once, at the tick."""
         for name, values in stats.items():
-            entry = self.sums.setdefault(name, [0.0, 0.0])
+            entry = self.sums.setdefault(name, [0.0, 0])
             for v in values:
-                entry[0] += float(v.double().sum())
+                entry[0] = entry[0] + v.detach().double().sum()
                 entry[1] += v.numel()
 
     def add_time(self, part: str, seconds: float) -> None:
@@ -70,7 +78,9 @@ class Monitor:
         names = sorted(self.sums)
         # Every rank must reduce the same names in the same order: gather the union first.
         names = sorted(set().union(*dist.all_gather_object(names)))
-        buf = torch.tensor([self.sums.get(n, [0.0, 0.0]) for n in names], dtype=torch.float64).reshape(-1, 2)
+        sums = _to_host([self.sums.get(n, [0.0, 0])[0] for n in names])
+        buf = torch.tensor([[s, self.sums.get(n, [0.0, 0])[1]] for n, s in zip(names, sums)],
+                           dtype=torch.float64).reshape(-1, 2)
         dist.all_reduce_sum(buf)
         means = {n: float(s / c) for n, (s, c) in zip(names, buf.tolist()) if c > 0}
         self.sums, self.times = {}, {}
