@@ -145,6 +145,7 @@ def test_fp16_blocks_on_cuda_are_close_to_fp32():
     assert (b_img - a_img).abs().max() > 0                    # it really ran in fp16
 
 
+@pytest.mark.slow
 def test_torchrun_world_of_one_trains_and_resumes(tmp_path):
     """A 1-process torchrun joins a process group (NCCL on CUDA), trains, and the same command continues."""
     import subprocess

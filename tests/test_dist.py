@@ -34,6 +34,7 @@ def run_torchrun_once_more_after_teardown_crash(tmp_path, method):
     return proc, tmp_path / "run"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["ada", "fakeclr"])
 def test_two_process_gloo_training(tmp_path, method):
     proc, tmp_path = run_torchrun_once_more_after_teardown_crash(tmp_path, method)
@@ -64,6 +65,7 @@ def test_two_process_gloo_training(tmp_path, method):
     assert len((tmp_path / "stats.jsonl").read_text().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_two_process_streamed_training_equals_in_memory(tmp_path):
     """Each process streams its own draws through a DataLoader worker; the networks equal the in-memory run's."""
     runs = {}

@@ -15,7 +15,8 @@ import pytest
 
 from test_dist import WORKER, _GLOO_TEARDOWN
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+pytestmark = [pytest.mark.slow,              # every test here launches torchrun
+              pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")]
 
 
 def _free_port() -> int:
