@@ -34,8 +34,8 @@ def count(method: str, iterations: int, aug: str = "ada", warmup: int = 2) -> Ho
     cfg.kimg = 100.0                             # far from the end: no schedule reaches its last step
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        run = loop.build_run(cfg, Path(tmp), torch.device("cpu"), fresh=True, source=None)
-        loop.restore_run(run, None, None)
+        run = assembly.build_run(cfg, Path(tmp), torch.device("cpu"), fresh=True, source=None)
+        assembly.restore_run(run, None, None)
         monitor = Monitor(None, cfg.kimg, tensorboard=False)
         for _ in range(warmup):
             loop.train_step(run, monitor)

@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from fakeclr.config import METHOD_PRESETS, method_config, preset_config
+from fakeclr.config import METHODS, method_config, preset_config
 from fakeclr.train.loop import train
 
 
@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--kimg", type=float, default=0.5, help="timed kimg per run")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--methods", default=",".join(METHOD_PRESETS))
+    ap.add_argument("--methods", default=",".join(METHODS.names))
     ap.add_argument("--variants", action="store_true", help="also FakeCLR without forward reuse")
     ap.add_argument("--fp16", default="preset", help="precision(s): preset (the preset's num_fp16_res), off (fp32)")
     ap.add_argument("--json", help="also write the results here as JSON")

@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "fakeclr"
 
 # Bottom to top; each entry is a top-level module or package of fakeclr. Keep in step with docs/architecture.md.
 LAYERS = [
-    {"errors", "config", "dist", "files", "images", "phase", "provenance", "safeload"},  # foundation
+    {"errors", "registry", "config", "dist", "files", "images", "phase", "provenance", "safeload"},  # foundation
     {"nn", "augment", "data"},                                   # networks, augmentation, data sets
     {"contrastive"},                                             # the contrastive methods' parts
     {"network_file"},                                            # network files (nn + contrastive heads)

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fakeclr.config import METHOD_PRESETS, method_config, preset_config
+from fakeclr.config import METHODS, method_config, preset_config
 from fakeclr.contrastive import (FeatureQueue, LatentPerturbation, QueueSizer, batch_diversity, dataset_queue_size,
                                  forgetting_weights, iteration_weighted_info_nce)
 from fakeclr.contrastive.method import FakeInstanceTerm
@@ -162,7 +162,7 @@ EXPECTED_TERMS = {
 }
 
 
-@pytest.mark.parametrize("method", list(METHOD_PRESETS))
+@pytest.mark.parametrize("method", list(METHODS.names))
 def test_each_method_has_exactly_its_terms(tmp_path, method):
     out = train(_tiny(method, kimg=0.016), tmp_path, tensorboard=False)
     import json

@@ -105,7 +105,7 @@ def test_init_run_resumes_from_its_state_without_the_file(pretrained, tmp_path):
 def test_init_from_a_stylegan2_ada_pickle_gives_the_anchors_outputs(tmp_path):
     """The importer's crafted pickle (the published layout; its converted outputs equal the real StyleGAN2-ADA
     code's, tests/assets/importer_golden.npz): the run's networks before training give those outputs."""
-    from fakeclr.train.loop import networks_for_run
+    from fakeclr.train.init import networks_for_run
     from test_tools_import import ASSET, craft_pickle, filled, outputs
     pkl = tmp_path / "network-snapshot-000100.pkl"
     craft_pickle(pkl, {name: filled(name) for name in ("G", "D", "G_ema", "D_ema")})

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fakeclr.config import method_config, preset_config
-from fakeclr.train import loop
+from fakeclr.train import assembly, loop
 from fakeclr.train.host_sync import HostSyncCounter
 from fakeclr.train.monitor import Monitor
 
@@ -23,8 +23,8 @@ def _count(method: str, aug: str, tmp_path) -> tuple[HostSyncCounter, int]:
     cfg.data.source, cfg.augment.kind, cfg.kimg = "lfw", aug, 100.0
     cfg.contrastive = method_config(method)
     torch.manual_seed(0)
-    run = loop.build_run(cfg, tmp_path, torch.device("cpu"), fresh=True, source=None)
-    loop.restore_run(run, None, None)
+    run = assembly.build_run(cfg, tmp_path, torch.device("cpu"), fresh=True, source=None)
+    assembly.restore_run(run, None, None)
     monitor = Monitor(None, cfg.kimg, tensorboard=False)
     for _ in range(2):
         loop.train_step(run, monitor)

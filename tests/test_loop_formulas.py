@@ -14,7 +14,9 @@ import torch
 from fakeclr.config import method_config, preset_config
 from fakeclr.contrastive.heads import momentum_update
 from fakeclr.train import loop
-from fakeclr.train.loop import RealSampler, make_optimizer, train, update_ema
+from fakeclr.train.assembly import make_optimizer
+from fakeclr.train.feed import RealSampler
+from fakeclr.train.loop import train, update_ema
 from fakeclr.train.monitor import Monitor
 
 

@@ -293,7 +293,9 @@ def test_plan_of_a_built_in_study():
     assert a[a.index("--preset") + 1] == "lfw-demo" and a[a.index("--resolution") + 1] == "32"
     assert a[a.index("--method") + 1] == "insgen" and a[a.index("--aug") + 1] == "ada-linear"
     assert a[a.index("--snap") + 1] == "5" and a[a.index("--seed") + 1] == "1"
-    assert a[a.index("--ada-kimg") + 1] == "4"                    # the scale's option, before the run's own
+    assert "--ada-kimg" not in a                                  # ADA-linear does not read the scale's option
+    ada = next(j for j in jobs if j.run == "ada").train_args
+    assert ada[ada.index("--ada-kimg") + 1] == "4"                # ADA does, before the run's own options
     assert a[a.index("--target") + 1] == "0.6"                    # cpu32's base, not the demo preset's 0.3
     assert str(j.run_dir) == "/out/100-shot-obama/insgen-seed1"
     assert st.evaluation_points(0.05, 0.025) == [0.025, 0.05]

@@ -274,7 +274,7 @@ def test_snapshot_metrics_are_logged_and_leave_training_unchanged(tmp_path, monk
 def test_term_state_follows_the_term_not_its_position(tmp_path, monkeypatch):
     """A resumed run whose terms come in another order still gives each term its own state (keyed by name), and
     an old state keyed by position (term0, ...) is read in its order."""
-    from fakeclr.train import loop
+    from fakeclr.train import assembly, backbone
     from fakeclr.train.loss import PathLength
     cfg = tiny(kimg=0.048)
     train(cfg, tmp_path, tensorboard=False, stop_at_kimg=0.024)
@@ -282,16 +282,16 @@ def test_term_state_follows_the_term_not_its_position(tmp_path, monkeypatch):
     assert list(state["terms"]) == ["PathLength"]
     pl_mean = state["terms"]["PathLength"]["pl_mean"]
     assert float(pl_mean) != 0                                               # it has a value worth keeping
-    original = loop.stylegan2_terms
-    monkeypatch.setattr(loop, "stylegan2_terms", lambda *a: list(reversed(original(*a))))
+    original = backbone.stylegan2_terms
+    monkeypatch.setattr(backbone, "stylegan2_terms", lambda *a: list(reversed(original(*a))))
     seen = {}
     load = PathLength.load_state_dict
     monkeypatch.setattr(PathLength, "load_state_dict", lambda self, sd, *a, **k: (seen.update(sd), load(self, sd))[1])
     train(cfg, tmp_path, tensorboard=False)
     assert torch.equal(seen["pl_mean"], pl_mean)
-    assert loop._saved_term_states({"term0": {"x": 1}}, {"PathLength": None}, "f") == {"PathLength": {"x": 1}}
+    assert assembly._saved_term_states({"term0": {"x": 1}}, {"PathLength": None}, "f") == {"PathLength": {"x": 1}}
     with pytest.raises(UserError, match=r"holds the state of loss terms \['Other'\], this run has \['PathLength'\]"):
-        loop._saved_term_states({"Other": {}}, {"PathLength": None}, "f")
+        assembly._saved_term_states({"Other": {}}, {"PathLength": None}, "f")
 
 
 def test_training_state_registry_saves_and_restores_the_same_entries(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from fakeclr.train import loop
+from fakeclr.train import assembly, loop
 
 import cases
 
@@ -35,7 +35,7 @@ class Feed:
         pass
 
 
-def snapshot(run: loop.TrainingRun) -> dict[str, torch.Tensor]:
+def snapshot(run: assembly.TrainingRun) -> dict[str, torch.Tensor]:
     """Everything compared, under the names anchor_side.py gives the anchor's tensors."""
     out: dict[str, torch.Tensor] = {}
     names: dict[int, str] = {}
@@ -87,20 +87,20 @@ class _Quiet:
         pass
 
 
-def build(case: cases.Case, workdir: str | Path, resolution: int = cases.RESOLUTION) -> loop.TrainingRun:
+def build(case: cases.Case, workdir: str | Path, resolution: int = cases.RESOLUTION) -> assembly.TrainingRun:
     """The case's run at iteration 0 (its networks are the initial state both loops start from)."""
     workdir = Path(workdir)
     cases.write_images(workdir / "data", resolution)
     cfg = cases.config(case, workdir / "data", resolution)
-    run = loop.build_run(cfg, workdir / "run", torch.device("cpu"), fresh=True, source=None)
-    loop.restore_run(run, None, None)
+    run = assembly.build_run(cfg, workdir / "run", torch.device("cpu"), fresh=True, source=None)
+    assembly.restore_run(run, None, None)
     images, labels = cases.reals(resolution)
     onehot = torch.from_numpy(cases.one_hot(labels, run.c_dim))
     run.feed = Feed(case, torch.from_numpy(images), onehot)
     return run
 
 
-def initial_state(run: loop.TrainingRun) -> dict[str, dict | torch.Tensor]:
+def initial_state(run: assembly.TrainingRun) -> dict[str, dict | torch.Tensor]:
     """The anchor's starting point: fakeclr's networks, heads and queue keys."""
     state: dict = {"G": run.G.state_dict(), "D": run.D.state_dict(), "G_ema": run.G_ema.state_dict()}
     for name, module in run.method.modules.items():
@@ -109,7 +109,7 @@ def initial_state(run: loop.TrainingRun) -> dict[str, dict | torch.Tensor]:
     return state
 
 
-def train(run: loop.TrainingRun, case: cases.Case, gen_c: list[torch.Tensor] | None = None,
+def train(run: assembly.TrainingRun, case: cases.Case, gen_c: list[torch.Tensor] | None = None,
           record: bool = True, warmup: int | None = None) -> list[dict] | float:
     """``case.iterations`` iterations of fakeclr's loop: the records, or (``warmup``) the sec/kimg of the
     iterations after the first ``warmup``. ``gen_c``: the anchor's labels of the fakes ``[phases, B, c_dim]`` per

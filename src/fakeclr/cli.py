@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import (PRESETS, TrainConfig, get_option, method_config, options, preset_config, resolve_auto,
-                     set_option, validate)
+from .config import PRESETS, TrainConfig, get_option, options
 from .errors import UserError
 
 
@@ -73,38 +72,15 @@ def _section_doc(section: str) -> str:
 
 
 def build_train_config(args, world_size: int = 1) -> TrainConfig:
-    """The :class:`TrainConfig` for ``fakeclr train`` arguments: the preset, then the flags given on top of it
-    (data flags first, since the ``auto`` preset follows the data; then ``--method``, which replaces the
-    contrastive section; then the rest)."""
-    cfg = preset_config(args.preset)
+    """The :class:`TrainConfig` for ``fakeclr train`` arguments: the flags given, by their field paths, on top of
+    the preset (:func:`fakeclr.train.resolve.resolve`)."""
+    from .train.resolve import resolve
     given = {opt.path: getattr(args, opt.path) for opt in options() if getattr(args, opt.path, None) is not None}
-    for path in [p for p in given if p.startswith("data.")]:
-        set_option(cfg, path, given.pop(path))
-    d = cfg.data
-    if cfg.preset == "auto" or d.resolution is None or d.channels is None:
-        from .data import probe_dataset                    # image headers only; train() decodes the data once
-        d.resolution, d.channels = probe_dataset(d.source, resolution=d.resolution, channels=d.channels,
-                                                 subset=d.subset, subset_seed=d.subset_seed, skip_bad=d.skip_bad)
-        if cfg.preset == "auto":
-            resolve_auto(cfg, d.resolution, world_size)
-    if "contrastive.method" in given:
-        cfg.contrastive = method_config(given.pop("contrastive.method"))
-    if "metrics" in given:
-        from .metrics.registry import parse_metric_names
-        text = given.pop("metrics")
-        cfg.metrics = [] if text.strip().lower() == "none" else parse_metric_names(text)
-    for path, value in given.items():
-        set_option(cfg, path, value)
-    if cfg.augment.kind == "fixed" and "augment.p" not in given:
-        raise UserError("--aug fixed needs --p (the constant augmentation probability).")
-    if "network.num_fp16_res" in given and d.resolution is not None:
-        from .nn.generator import check_num_fp16_res
-        check_num_fp16_res(cfg.network.num_fp16_res, d.resolution)
+    init = None
     if getattr(args, "init", None):
-        from .tools.finetune import apply_init, resolve_init
-        apply_init(cfg, resolve_init(args.init, None if args.dry_run else args.outdir))
-    validate(cfg, world_size)
-    return cfg
+        from .tools.finetune import resolve_init
+        init = resolve_init(args.init, None if args.dry_run else args.outdir)
+    return resolve(args.preset, given, world_size, init)
 
 
 def _run_train(args) -> int:

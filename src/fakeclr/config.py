@@ -18,9 +18,42 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UserError, check_resolution
+from .registry import Entry, Registry
+
+# ---------------------------------------------------------------------------------------------------- registries
+# What a run can choose by name: the builder of each (imported when a run is built), the fields of its section it
+# reads, and for a method the parts it composes. Adding one is an entry here and its builder (docs/architecture.md).
+_ADA_FIELDS = ("pipe", "target", "interval", "speed_kimg", "p")
+AUGMENTATIONS = Registry("augmentation", "--aug", [
+    Entry("ada", "adaptive p", "fakeclr.augment.augmentation:adaptive_ada", uses=_ADA_FIELDS),
+    Entry("ada-linear", "", "fakeclr.augment.augmentation:linear_ada", uses=("pipe", "target", "interval")),
+    Entry("fixed", "needs --p", "fakeclr.augment.augmentation:fixed_ada", uses=("pipe", "p")),
+    Entry("diffaugment", "", "fakeclr.augment.augmentation:diffaugment", uses=("diffaugment_policy",)),
+    Entry("apa", "", "fakeclr.augment.augmentation:apa", uses=("target", "interval", "speed_kimg", "p")),
+    Entry("none", "", "fakeclr.augment.augmentation:no_augmentation"),
+])
+# Methods of the paper's comparison (FakeCLR Table 1/2): compositions of the contrastive parts (the fields of
+# ContrastiveConfig they set), all built by ContrastiveMethod.
+_CONTRASTIVE = "fakeclr.contrastive.method:ContrastiveMethod"
+METHODS = Registry("method", "--method", [
+    Entry("ada", "no contrastive term", _CONTRASTIVE),
+    Entry("instance-real", "", _CONTRASTIVE, preset=dict(real_instance=True)),
+    Entry("instance-fake", "", _CONTRASTIVE, preset=dict(fake_positive="augment")),
+    Entry("instance-perturbation", "", _CONTRASTIVE, preset=dict(fake_positive="perturb", perturbation="fixed")),
+    # InsGen (Yang et al. 2021): real + fake-perturbation instance discrimination, and the fake term on G.
+    Entry("insgen", "", _CONTRASTIVE, preset=dict(real_instance=True, fake_positive="perturb",
+                                                  perturbation="fixed", fake_on_g=True)),
+    # FakeCLR: contrastive learning only on perturbed fakes, noise-related augmentation, diversity-aware queue,
+    # forgetting factor, and the term on G.
+    Entry("fakeclr", "", _CONTRASTIVE, preset=dict(fake_positive="perturb", perturbation="noise", fake_on_g=True,
+                                                   forgetting="paper", queue_sizer="dataset")),
+])
+# Network families: G and D, the adversarial loss and its regularisers.
+BACKBONES = Registry("backbone", "--backbone", [
+    Entry("stylegan2", "", "fakeclr.train.backbone:stylegan2"),
+])
 
 # The choices of the options below that the library's parts also check (one place for each list).
-AUGMENTATIONS = ("ada", "ada-linear", "fixed", "diffaugment", "apa", "none")
 PERTURBATIONS = ("noise", "fixed")              # latent perturbation of a fake's positive view
 FORGETTING_MODES = ("paper", "official", "none")  # forgetting factor of the fake queue
 QUEUE_SIZERS = ("dataset", "generated")         # diversity-aware queue size rules
@@ -74,6 +107,7 @@ class DataConfig:
 @dataclass
 class NetworkConfig:
     """Architecture of G and D (StyleGAN2)."""
+    backbone: str = option("stylegan2", choices=BACKBONES.names, help="network family: " + BACKBONES.describe())
     z_dim: int = 512
     w_dim: int = 512
     mapping_layers: int = 8
@@ -131,8 +165,8 @@ class InitConfig:
 @dataclass
 class AugmentConfig:
     """Data-efficient augmentation of D's inputs."""
-    kind: str = option("ada", flag="--aug", choices=AUGMENTATIONS, help="augmentation: ada (adaptive p), ada-linear, "
-                       "fixed (needs --p), diffaugment, apa, none")
+    kind: str = option("ada", flag="--aug", choices=AUGMENTATIONS.names,
+                       help="augmentation: " + AUGMENTATIONS.describe())
     pipe: str = option("bgc", flag="--augpipe", help="ADA pipeline preset: blit, geom, color, filter, noise, cutout, "
                        "bg, bgc, bgcf, bgcfn, bgcfnc")
     target: float = option(0.6, help="ADA/APA target of E[sign(D(real))]; ADA-linear's final p")
@@ -144,29 +178,13 @@ class AugmentConfig:
                                      help="DiffAugment policy, e.g. color,translation,cutout")
 
 
-# Methods of the paper's comparison (FakeCLR Table 1/2) as presets of ContrastiveConfig.
-METHOD_PRESETS: dict[str, dict[str, Any]] = {
-    "ada": dict(),
-    "instance-real": dict(real_instance=True),
-    "instance-fake": dict(fake_positive="augment"),
-    "instance-perturbation": dict(fake_positive="perturb", perturbation="fixed"),
-    # InsGen (Yang et al. 2021): real + fake-perturbation instance discrimination, and the fake term on G.
-    "insgen": dict(real_instance=True, fake_positive="perturb", perturbation="fixed", fake_on_g=True),
-    # FakeCLR: contrastive learning only on perturbed fakes, noise-related augmentation, diversity-aware queue,
-    # forgetting factor, and the term on G.
-    "fakeclr": dict(fake_positive="perturb", perturbation="noise", fake_on_g=True, forgetting="paper",
-                    queue_sizer="dataset"),
-}
-
-
 @dataclass
 class ContrastiveConfig:
     """Contrastive methods (FakeCLR and its baselines; FakeCLR Sec. 3-4).
 
-    ``method`` picks a preset of the fields below (:data:`METHOD_PRESETS`); any field can then be changed on its
+    ``method`` picks a composition of the fields below (:data:`METHODS`); any field can then be changed on its
     own for ablations."""
-    method: str = option("ada", choices=tuple(METHOD_PRESETS), help="ada (no contrastive term), instance-real, "
-                         "instance-fake, instance-perturbation, insgen, fakeclr")
+    method: str = option("ada", choices=METHODS.names, help=METHODS.describe())
     # Instance-real: real-image instance discrimination (real head + real queue).
     real_instance: bool = False
     # The positive of a fake query: "none" (no fake term), "augment" (a 2nd augmentation of the same fake:
@@ -218,9 +236,8 @@ class ContrastiveConfig:
 
 
 def method_config(name: str) -> ContrastiveConfig:
-    if name not in METHOD_PRESETS:
-        raise UserError(f"Unknown method '{name}' (--method); choose one of: {', '.join(METHOD_PRESETS)}.")
-    return ContrastiveConfig(method=name, **METHOD_PRESETS[name])
+    """The contrastive section of method ``name``: its preset fields over the defaults."""
+    return ContrastiveConfig(method=name, **METHODS.get(name).preset)
 
 
 @dataclass
@@ -461,6 +478,8 @@ def validate(cfg: TrainConfig, world_size: int = 1) -> None:
         raise UserError(f"--ada-kimg must be positive (got {cfg.augment.speed_kimg}).")
     if not 0 <= cfg.augment.p <= 1:
         raise UserError(f"--p must lie in [0, 1] (got {cfg.augment.p}).")
+    if cfg.augment.kind == "fixed" and cfg.augment.p == 0:
+        raise UserError("--aug fixed needs --p (the constant augmentation probability, above 0).")
     if cfg.snapshot_kimg <= 0 or cfg.tick_kimg <= 0:
         raise UserError("--snap and the tick interval must be positive.")
     if cfg.data.workers < 0:

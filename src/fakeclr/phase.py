@@ -11,11 +11,11 @@ running G or D again. This module sits below both packages, so neither imports t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 
-__all__ = ["PHASES", "DOutput", "PhaseContext", "Term"]
+__all__ = ["PHASES", "DOutput", "PhaseContext", "Term", "Method"]
 
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
 
@@ -129,3 +129,34 @@ class Term(Protocol):
 
     def __call__(self, ctx: PhaseContext) -> torch.Tensor:
         """The term's contribution to the phase's loss: a scalar (already averaged over the batch)."""
+
+
+class Method(Protocol):
+    """What the training loop needs of a method (``--method``, built by the builder :data:`fakeclr.config.METHODS`
+    names; :class:`fakeclr.contrastive.ContrastiveMethod` for the paper's family).
+
+    Attributes:
+        terms: its loss terms (each names its phase).
+        modules: ``{name: module}`` it owns, all checkpointed in the training state (momentum copies, heads, queues).
+        networks: the part of ``modules`` that goes into network files.
+        trainable: modules trained in the D phases, by D's optimizer unless ``own_optimizers`` lists them.
+        own_optimizers: ``{"G": [...], "D": [...]}``: modules with an optimizer of their own with G's or D's settings.
+    """
+    terms: list[Term]
+    modules: dict[str, torch.nn.Module]
+    networks: dict[str, torch.nn.Module]
+    trainable: list[torch.nn.Module]
+    own_optimizers: dict[str, list[torch.nn.Module]]
+
+    def to(self, device) -> "Method": ...
+
+    def before_iteration(self) -> None:
+        """Once per iteration, before the phases (momentum updates)."""
+
+    def on_tick(self) -> dict[str, float]:
+        """At a tick: any change of its own (a queue's size); returns values to log."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any], load_module: Callable) -> None:
+        """Restore ``state``; ``load_module(module, state_dict, name)`` loads one module with checks."""

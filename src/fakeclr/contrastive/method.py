@@ -169,6 +169,7 @@ class ContrastiveMethod:
         self.trainable: list[torch.nn.Module] = []
         self.own_optimizers: dict[str, list[torch.nn.Module]] = {}
         self.terms: list = []
+        self._momentum: list[tuple[torch.nn.Module, torch.nn.Module]] = []     # (copy, source) pairs, MoCo
         base = dataset_queue_size(num_images, mirror, cfg.queue_fraction)
         self.sizer = QueueSizer(cfg.queue_sizer, base, fixed=cfg.queue_size, min_size=cfg.queue_min,
                                 max_size=cfg.queue_max)
@@ -176,6 +177,7 @@ class ContrastiveMethod:
             return
         gen = torch.Generator().manual_seed(0x5EED)      # queue initialisation independent of the global RNG
         self.D_ema = self._add("D_ema", momentum_copy(D), network=True)
+        self._momentum.append((self.D_ema, D))
         width = D.feature_channels
         if cfg.real_instance:
             head = self._add("real_head", ProjectionHead(width, cfg.head_dim), trainable=True, network=True)
@@ -193,7 +195,6 @@ class ContrastiveMethod:
             self.terms.append(FakeInstanceTerm(head, keys, queue, cfg, perturb, self.sizer, total_nimg))
             if cfg.fake_on_g:
                 self.terms.append(GeneratorContrastiveTerm(head, keys, queue, cfg))
-        self._D = D
 
     def _key_encoder(self, kind: str, head: ProjectionHead) -> _KeyEncoder:
         """The momentum head of ``head`` with ``D_ema``; the released code's own optimizer of a head follows G's
@@ -201,8 +202,10 @@ class ContrastiveMethod:
         head_ema = self._add(f"{kind}_head_ema", momentum_copy(head), network=True)
         if self.cfg.head_optimizer == "own":
             self.own_optimizers.setdefault("G" if kind == "fake" else "D", []).append(head)
-        at_forward = self.cfg.head_momentum == "forward"
-        return _KeyEncoder(self.D_ema, head_ema, head if at_forward else None, self.cfg.momentum)
+        if self.cfg.head_momentum == "forward":               # the head steps at each key computation instead
+            return _KeyEncoder(self.D_ema, head_ema, head, self.cfg.momentum)
+        self._momentum.append((head_ema, head))
+        return _KeyEncoder(self.D_ema, head_ema)
 
     def _add(self, name: str, module: torch.nn.Module, trainable: bool = False, network: bool = False):
         self.modules[name] = module
@@ -220,25 +223,18 @@ class ContrastiveMethod:
     @torch.no_grad()
     def before_iteration(self) -> None:
         """Momentum updates of ``D_ema`` and the key heads (MoCo), once per iteration before the phases."""
-        if "D_ema" not in self.modules:
-            return
-        momentum_update(self.D_ema, self._D, self.cfg.momentum)
-        if self.cfg.head_momentum != "iteration":          # the heads step at each key computation instead
-            return
-        for name in ("real_head", "fake_head"):
-            if name in self.modules:
-                momentum_update(self.modules[name + "_ema"], self.modules[name], self.cfg.momentum)
+        for copy, source in self._momentum:
+            momentum_update(copy, source, self.cfg.momentum)
 
-    def on_tick(self) -> None:
-        """At a tick boundary: the diversity-aware queue may change size."""
+    def on_tick(self) -> dict[str, float]:
+        """At a tick boundary: the diversity-aware queue may change size. Returns what the tick logs."""
+        queue = self.modules.get("fake_queue")
+        if queue is None:
+            return {}
         size = self.sizer.tick()
-        if size is not None and "fake_queue" in self.modules:
-            self.modules["fake_queue"].resize(size)
-
-    @property
-    def queue_size(self) -> int | None:
-        q = self.modules.get("fake_queue")
-        return q.size if q is not None else None
+        if size is not None:
+            queue.resize(size)
+        return {"fake_queue_size": queue.size}
 
     def state_dict(self) -> dict[str, Any]:
         return {"modules": {n: m.state_dict() for n, m in self.modules.items()}, "sizer": self.sizer.state_dict()}

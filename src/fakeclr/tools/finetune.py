@@ -15,7 +15,8 @@ import hashlib
 import tempfile
 from pathlib import Path
 
-from ..config import InitConfig, TrainConfig
+from ..config import InitConfig
+from ..train.resolve import apply_init
 from ..errors import UserError
 from .. import network_file
 
@@ -61,13 +62,3 @@ def resolve_init(path: str | Path, outdir: str | Path | None) -> InitConfig:
                         "fakeclr's Generator and Discriminator.")
     return InitConfig(source=str(path.resolve()), sha256=_sha256(path), network=str(Path(network).resolve()),
                       G=dict(g["config"]), D=dict(nets["D"]["config"]))
-
-
-def apply_init(cfg: TrainConfig, init: InitConfig) -> None:
-    """Put ``init`` into ``cfg`` and make ``cfg.network`` say the file's architecture (what config.json shows)."""
-    cfg.init = init
-    n, g, d = cfg.network, init.G, init.D
-    n.z_dim, n.w_dim, n.mapping_layers = g["z_dim"], g["w_dim"], g["mapping_layers"]
-    n.channel_base, n.channel_max, n.conv_clamp = g["channel_base"], g["channel_max"], g["conv_clamp"]
-    if d.get("mbstd_group_size") is not None:
-        n.mbstd_group_size = d["mbstd_group_size"]

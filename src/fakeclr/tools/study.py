@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import AUGMENTATIONS, options as config_options, preset_config
 from ..errors import UserError
 from ..provenance import code_version, recorded_code, short
 
@@ -320,10 +321,24 @@ def plan_study(study: Study, datas: list[str], outdir: str | Path, scale: str = 
                         "--kimg", f"{kimg:g}", "--snap", f"{min(every, kimg, sc.snap):g}", "--no-tensorboard"]
                 if sc.resolution is not None:
                     args += ["--resolution", str(sc.resolution)]
-                merged = {**{_flag(k): v for k, v in sc.options.items()}, **{_flag(k): v for k, v in options.items()}}
+                merged = {**_scale_options(sc, options), **{_flag(k): v for k, v in options.items()}}
                 jobs.append(Job(run, source, dname, seed, run_dir, args + option_args(merged), kimg,
                                 evaluation_points(kimg, every), num_gen, sc.continuity_paths, seed in noisy))
     return jobs
+
+
+def _scale_options(sc: "Scale", options: dict[str, Any]) -> dict[str, Any]:
+    """The scale's options (by flag name) that the run's augmentation reads: ``--ada-kimg`` goes to ADA and APA
+    runs, not to ADA-linear or DiffAugment ones, which would refuse it."""
+    aug = {_flag(k): v for k, v in options.items()}.get("aug", preset_config(sc.preset).augment.kind)
+    uses = AUGMENTATIONS.get(aug).uses if aug in AUGMENTATIONS else ()
+    paths = {o.flag.lstrip("-"): o.path for o in config_options()}
+    out = {}
+    for key, value in sc.options.items():
+        path = paths.get(_flag(key), "")
+        if not path.startswith("augment.") or path.partition(".")[2] in uses:
+            out[_flag(key)] = value
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- running

@@ -1,41 +1,36 @@
-"""The training loop, top to bottom: :func:`build_run` (data, networks, method, phases, the state registry),
-:func:`restore_run` (a training state, or the start), then :func:`train_step` in a loop with ticks and snapshots.
+"""The training loop, top to bottom: a run assembled (:func:`fakeclr.train.assembly.build_run`) and started or
+restored (:func:`~fakeclr.train.assembly.restore_run`), then :func:`train_step` in a loop with ticks and snapshots.
 
 One iteration: draw a real batch and one latent batch per phase, run the phases that are due (``Gmain``,
 ``Greg``, ``Dmain``, ``Dreg``; see :mod:`fakeclr.train.loss`), update ``G_ema``, update the augmentation
 probability, and at tick / snapshot boundaries log, draw the sample grid and write checkpoints. Progress is
 counted in images (``cur_nimg``); kimg = 1000 images. Everything a continued run needs is in the training state,
-so a run stopped at any snapshot and resumed equals the uninterrupted run bit for bit on CPU.
+so a run stopped at any snapshot and resumed equals the uninterrupted run bit for bit on CPU. Which state a run
+continues from is :mod:`fakeclr.train.resume`'s policy.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .. import dist
-from ..config import TrainConfig, validate
-from ..data import open_dataset
+from ..config import TrainConfig
 from ..errors import UserError
 from ..images import readable_zoom, save_grid
-from ..nn import Discriminator, Generator
 from ..provenance import record_start
 from . import checkpoint as ckpt
-from ..contrastive.method import ContrastiveMethod
-from .augmentation import Augmentation
-from .feed import RealFeed, RealSampler
-from .loss import PHASES, PhaseContext, stylegan2_terms
+from .assembly import TrainingRun, build_run, gather_states, restore_run
+from .loss import PHASES, PhaseContext
 from .monitor import Monitor
+from .resume import check_resumable, continue_config, resume_target
 
 
 class TrainingStopped(Exception):
@@ -44,101 +39,6 @@ class TrainingStopped(Exception):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
-
-
-@dataclass
-class Phase:
-    """One optimisation phase: the modules it trains, its optimizers, how often it runs and its loss terms.
-
-    ``opts[0]`` is G's or D's optimizer; further ones belong to modules with an optimizer of their own (the
-    released code's contrastive heads, ``--head-optimizer own``)."""
-    name: str
-    modules: list[torch.nn.Module]
-    opts: list[torch.optim.Optimizer]
-    interval: int
-    terms: list
-
-    def parameters(self):
-        return [p for m in self.modules for p in m.parameters()]
-
-    @property
-    def gain(self) -> float:
-        return float(self.interval)
-
-
-def build_networks(cfg: TrainConfig, c_dim: int) -> tuple[Generator, Discriminator]:
-    """G and D for a resolved config (``cfg.data.resolution`` and ``channels`` set): the architecture of the
-    ``--init`` file when there is one (``cfg.init``), else the config's network options."""
-    n = cfg.network
-    # Precision is the run's choice, not the file's; a preset's count is capped at the resolutions there are.
-    fp16 = dict(num_fp16_res=min(n.num_fp16_res, cfg.data.resolution.bit_length() - 2),
-                fp16_channels_last=n.fp16_channels_last)
-    if cfg.init.G is not None:
-        return Generator(**{**cfg.init.G, **fp16}), Discriminator(**{**cfg.init.D, **fp16})
-    common = dict(c_dim=c_dim, img_resolution=cfg.data.resolution, img_channels=cfg.data.channels,
-                  channel_base=n.channel_base, channel_max=n.channel_max, conv_clamp=n.conv_clamp, **fp16)
-    G = Generator(z_dim=n.z_dim, w_dim=n.w_dim, mapping_layers=n.mapping_layers, **common)
-    D = Discriminator(mbstd_group_size=n.mbstd_group_size, **common)
-    return G, D
-
-
-def networks_for_run(cfg: TrainConfig, c_dim: int, device: torch.device | str = "cpu", load_init: bool = True):
-    """``G, D, G_ema`` of a run on ``device`` (G and D in train mode), and the ``--init`` networks they were
-    loaded from (``None`` for a run from scratch, or when ``load_init`` is false because a state follows)."""
-    G, D = build_networks(cfg, c_dim)
-    init = None
-    if cfg.init.network is not None:
-        check_init_fits(cfg, c_dim)
-        if load_init:
-            init = ckpt.load_networks(cfg.init.network)
-            if "D" not in init or not {"G", "G_ema"} & set(init):
-                raise UserError(f"--init {cfg.init.source} holds {', '.join(init)}; fine-tuning needs a generator "
-                                "and D.")
-            G.load_state_dict(init.get("G", init.get("G_ema")).state_dict())
-            D.load_state_dict(init["D"].state_dict())
-    G, D = G.to(device).train(), D.to(device).train()
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    if init is not None and "G_ema" in init:
-        G_ema.load_state_dict(init["G_ema"].state_dict())
-    return G, D, G_ema, init
-
-
-def make_optimizer(modules: list[torch.nn.Module], cfg: TrainConfig, interval: int) -> torch.optim.Adam:
-    """Adam; with lazy regularisation every ``interval`` steps, lr and betas are rescaled (StyleGAN2 App. B)."""
-    ratio = interval / (interval + 1) if interval > 1 else 1.0
-    o = cfg.optim
-    params = [p for m in modules for p in m.parameters()]
-    return torch.optim.Adam(params, lr=o.lr * ratio, betas=(o.beta1 ** ratio, o.beta2 ** ratio), eps=o.eps)
-
-
-def build_phases(G, D, cfg: TrainConfig, terms: list, d_extras: list[torch.nn.Module] = (),
-                 own_optimizers: dict[str, list[torch.nn.Module]] | None = None) -> list[Phase]:
-    """Group the terms by phase; a phase without terms is dropped. G/D optimizers are shared by their phases.
-
-    ``d_extras`` (the contrastive heads) are trained in the D phases, by D's optimizer unless ``own_optimizers``
-    gives them one each: ``{"G": [...], "D": [...]}`` names whose settings (lr, betas and lazy ratio) that
-    optimizer copies (the released InsGen/FakeCLR code: the fake head follows G's, the real head D's).
-
-    The lazy-regularisation ratio follows ``pl_interval`` / ``r1_interval`` whether or not the regulariser is on,
-    as in StyleGAN2-ADA, where ``G_reg_interval`` stays 4 when ``pl_weight`` is 0 (its ``cifar`` config).
-    """
-    g_int, d_int = max(cfg.loss.pl_interval, 1), max(cfg.loss.r1_interval, 1)
-    own = own_optimizers or {}
-    g_modules, d_modules = [G], [D, *d_extras]
-    owned = {id(m) for ms in own.values() for m in ms}
-    G_opt = make_optimizer(g_modules, cfg, g_int)
-    D_opt = make_optimizer([m for m in d_modules if id(m) not in owned], cfg, d_int)
-    head_opts = [make_optimizer([m], cfg, g_int if side == "G" else d_int) for side in ("G", "D")
-                 for m in own.get(side, [])]
-    spec = {"Gmain": (g_modules, [G_opt], 1), "Greg": (g_modules, [G_opt], g_int),
-            "Dmain": (d_modules, [D_opt, *head_opts], 1), "Dreg": (d_modules, [D_opt, *head_opts], d_int)}
-    phases = []
-    for name in PHASES:
-        modules, opts, interval = spec[name]
-        phase_terms = [t for t in terms if t.phase == name]
-        if phase_terms:
-            phases.append(Phase(name, modules, opts, interval, phase_terms))
-    return phases
 
 
 @torch.no_grad()
@@ -179,7 +79,7 @@ class _StopFlag:
             signal.signal(s, h)
 
 
-def _grid_latents(G: Generator, n: int, c_dim: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def _grid_latents(G: torch.nn.Module, n: int, c_dim: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(123)
     z = torch.randn(n, G.z_dim, generator=gen).to(device)
     c = torch.zeros(n, c_dim, device=device)
@@ -191,127 +91,6 @@ def _grid_latents(G: Generator, n: int, c_dim: int, device) -> tuple[torch.Tenso
 @torch.no_grad()
 def _sample_grid(G_ema, z, c, batch: int) -> torch.Tensor:
     return torch.cat([G_ema(zz, cc, noise_mode="const").cpu() for zz, cc in zip(z.split(batch), c.split(batch))])
-
-
-@dataclass
-class TrainingRun:
-    """One process's share of a run, built from a resolved config: data, networks, method, phases, and the
-    registry of everything the training state holds (saved and restored by the same list).
-
-    ``batch`` is per process; ``cur_nimg`` counts real images shown to D over all processes (kimg = 1000) and
-    ``iteration`` the iterations done."""
-    cfg: TrainConfig
-    run_dir: Path
-    device: torch.device
-    data: Any
-    c_dim: int
-    batch: int
-    G: Generator
-    D: Discriminator
-    G_ema: Generator
-    method: ContrastiveMethod
-    augmentation: Augmentation
-    phases: list[Phase]
-    sampler: RealSampler
-    feed: RealFeed                               # real batches in the sampler's order
-    registry: ckpt.TrainingState
-    init: dict[str, torch.nn.Module] | None      # the --init networks of a fresh fine-tuning run
-    frozen: list[str]                            # FreezeD layers
-    cur_nimg: int = 0
-    iteration: int = 0
-    nonfinite: torch.Tensor | None = None        # [phases] int: iterations since the last tick with a non-finite loss
-
-    @property
-    def nets(self) -> dict[str, torch.nn.Module]:
-        return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
-
-    @property
-    def trainables(self) -> list[torch.nn.Module]:
-        return [self.G, self.D, *self.method.trainable]
-
-
-def _resume_target(resume: str | Path | None, run_dir: Path) -> Path | None:
-    """The training state to continue from: ``resume`` (a file, or the newest state of a directory), else the
-    newest state in ``run_dir``, else ``None``."""
-    if resume is not None and Path(resume).is_dir():
-        found = ckpt.latest_state(resume)
-        if found is None:
-            raise UserError(f"--resume {resume} is a directory without training-state-*.pt files.")
-        return found
-    return Path(resume) if resume is not None else ckpt.latest_state(run_dir)
-
-
-def build_run(cfg: TrainConfig, run_dir: Path, device: torch.device, fresh: bool, source: str | Path | None,
-              extra_terms: list | None = None) -> TrainingRun:
-    """Data, networks (from ``cfg.init`` when ``fresh``), augmentation, loss terms, phases and the state
-    registry of this process, at iteration 0. ``source`` names the state file in error messages."""
-    rank, world = dist.rank(), dist.world_size()
-    data = open_dataset(cfg.data.source, resolution=cfg.data.resolution, channels=cfg.data.channels,
-                        mirror=cfg.data.mirror, subset=cfg.data.subset, subset_seed=cfg.data.subset_seed,
-                        skip_bad=cfg.data.skip_bad, use_labels=cfg.data.use_labels, stream=cfg.data.stream)
-    cfg.data.resolution, cfg.data.channels = data.resolution, data.num_channels
-    validate(cfg, world)
-    if cfg.metrics:
-        from ..metrics.registry import parse_metric_names
-        cfg.metrics = parse_metric_names(cfg.metrics)
-    c_dim = data.label_dim if cfg.data.use_labels else 0
-
-    torch.manual_seed(cfg.seed)
-    G, D, G_ema, init = networks_for_run(cfg, c_dim, device, load_init=fresh)
-    frozen = D.freeze_layers(cfg.optim.freeze_d)
-    augmentation = Augmentation.from_config(cfg.augment, cfg.kimg).to(device)
-    terms = stylegan2_terms(cfg.loss.r1_gamma, cfg.loss.pl_weight, cfg.loss.pl_batch_shrink, cfg.loss.pl_decay)
-    method = ContrastiveMethod(cfg.contrastive, D, data.num_raw, cfg.data.mirror, int(round(cfg.kimg * 1000))).to(device)
-    terms += method.terms + list(extra_terms or [])
-    stateful_terms = _term_states(terms)
-    for t in stateful_terms.values():
-        t.to(device)
-    phases = build_phases(G, D, cfg, terms, method.trainable, method.own_optimizers)
-    sampler = RealSampler(len(data), seed=cfg.seed * world + rank)
-    torch.manual_seed(cfg.seed * world + rank)
-    feed = RealFeed(data, sampler, cfg.batch // world, device, workers=cfg.data.workers)
-    run = TrainingRun(cfg, run_dir, device, data, c_dim, cfg.batch // world, G, D, G_ema, method, augmentation,
-                      phases, sampler, feed, ckpt.TrainingState(), init, frozen,
-                      nonfinite=torch.zeros(len(PHASES), dtype=torch.long, device=device))
-
-    # The training state, one list for both ways (save and restore).
-    d_opts = next(p.opts for p in phases if D in p.modules)
-    optimizers = {"G_opt": next(p.opts[0] for p in phases if G in p.modules), "D_opt": d_opts[0],
-                  **{f"head_opt{i}": opt for i, opt in enumerate(d_opts[1:])}}
-    where = f"Checkpoint {source}"
-
-    def load_nets(sds):
-        for name, module in run.nets.items():
-            ckpt.load_state_dict_checked(module, sds[name], where)
-
-    def load_progress(s):
-        run.cur_nimg, run.iteration = int(s["cur_nimg"]), int(s["iteration"])
-    reg = run.registry
-    reg.add("nets", lambda: {name: m.state_dict() for name, m in run.nets.items()}, load_nets)
-    reg.add("optim", lambda: {name: opt.state_dict() for name, opt in optimizers.items()},
-            lambda sds: [opt.load_state_dict(sds[name]) for name, opt in optimizers.items()])
-    reg.add("terms", lambda: {name: t.state_dict() for name, t in stateful_terms.items()},
-            lambda sds: [stateful_terms[n].load_state_dict(sd)
-                         for n, sd in _saved_term_states(sds, stateful_terms, source).items()])
-    reg.add("method", method.state_dict, lambda sd: method.load_state_dict(
-        sd, lambda m, msd, name: ckpt.load_state_dict_checked(m, msd, f"{where} ({name})")))
-    reg.add_module("augment", augmentation, per_rank=True)
-    reg.add_module("sampler", sampler, per_rank=True)
-    reg.add("rng", lambda: _get_rng_state(device), lambda s: _set_rng_state(s, device), per_rank=True)
-    reg.add("progress", lambda: {"cur_nimg": run.cur_nimg, "iteration": run.iteration}, load_progress)
-    return run
-
-
-def restore_run(run: TrainingRun, state: dict | None, source: str | Path | None) -> list[str]:
-    """Continue from a training state, or start: load the ``--init`` heads (returns their names) and give every
-    process rank 0's initial networks."""
-    if state is not None:
-        run.registry.load_state_dict(state, dist.rank(), source)
-        return []
-    loaded = _load_init_heads(run.init, run.method) if run.init is not None else []
-    for module in (run.G, run.D, run.G_ema, *run.method.modules.values()):
-        dist.broadcast_module(module)
-    return loaded
 
 
 def train_step(run: TrainingRun, monitor: Monitor) -> None:
@@ -394,15 +173,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
     """
     stream = sys.stdout if stream is None else stream
     device = dist.init(device)
-    rank, world = dist.rank(), dist.world_size()
+    rank = dist.rank()
     run_dir = Path(run_dir)
-    resume = _resume_target(resume, run_dir)
+    resume = resume_target(resume, run_dir)
     state = ckpt.load_state(resume) if resume is not None else None
     if state is not None:
         saved = TrainConfig.from_dict(json.loads(state["config"]))
-        _check_resumable(saved, cfg, resume)
-        cfg = _continue_config(saved, cfg)
+        check_resumable(saved, cfg, resume)
+        cfg = continue_config(saved, cfg)
     run = build_run(cfg, run_dir, device, state is None, resume, extra_terms)
+    cfg = run.cfg                            # completed from the data (resolution, channels)
     loaded = restore_run(run, state, resume)
     G_ema, method, batch = run.G_ema, run.method, run.batch
 
@@ -418,7 +198,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
     last = {"cur_nimg": run.cur_nimg, "iterations": run.iteration, "state": resume, "network": None}
 
     def save_checkpoint() -> None:
-        state_out = {"config": cfg.to_json(), **run.registry.state_dict(_gather_states)}
+        state_out = {"config": cfg.to_json(), **run.registry.state_dict(gather_states)}
         net_path, path = ckpt.network_path(run_dir, run.cur_nimg), ckpt.state_path(run_dir, run.cur_nimg)
         if rank == 0:
             ckpt.save_networks(net_path, {**run.nets, **method.networks},
@@ -444,10 +224,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
                 # The one read of the device between ticks: a signal on any process, a non-finite loss.
                 stopping = _check_boundary(run, stop, tick_start_nimg, last["state"])
                 if tick or stopping:
-                    method.on_tick()
-                    extra = {"augment_p": run.augmentation.p, "iteration": run.iteration}
-                    if method.queue_size is not None:
-                        extra["fake_queue_size"] = method.queue_size
+                    extra = {"augment_p": run.augmentation.p, "iteration": run.iteration, **method.on_tick()}
                     monitor.tick(cur_nimg, tick_start_nimg, extra)
                     tick_start_nimg = cur_nimg
                 if snap or stopping:
@@ -509,26 +286,6 @@ def _announce(run: TrainingRun, resumed: bool, loaded: list[str], grid_z, grid_c
               flush=True)
 
 
-def _gather_states(t: torch.Tensor | dict) -> dict[str, Any]:
-    """Per-rank state (RNG, sampler) collected for the checkpoint as ``{rank: state}``."""
-    if not dist.is_initialized():
-        return {"0": t}
-    # Tensors travel as numpy arrays: gloo's object gather aborts at exit when it pickled torch storages.
-    out = dist.all_gather_object(_map_tensors(t, lambda x: x.cpu().numpy()))
-    return {str(r): _map_tensors(s, torch.from_numpy, np.ndarray) for r, s in enumerate(out)}
-
-
-def _map_tensors(obj, fn, kind=torch.Tensor):
-    """``obj`` with ``fn`` applied to every leaf of type ``kind`` inside dicts, lists and tuples."""
-    if isinstance(obj, kind):
-        return fn(obj)
-    if isinstance(obj, dict):
-        return {k: _map_tensors(v, fn, kind) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_map_tensors(v, fn, kind) for v in obj)
-    return obj
-
-
 def _snapshot_metrics(cfg: TrainConfig, G_ema, data, device, run_dir: Path, snapshot: str, cur_nimg: int,
                       monitor: Monitor, stream) -> None:
     """Evaluate ``cfg.metrics`` on G_ema: ``metric-<name>.jsonl`` lines, TensorBoard ``Metrics/...``, a status line.
@@ -546,105 +303,8 @@ def _snapshot_metrics(cfg: TrainConfig, G_ema, data, device, run_dir: Path, snap
         print(f"  {values}  ({result.num} images, {result.seconds:.0f}s)", file=stream, flush=True)
 
 
-def _get_rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    """The global RNG states this process draws from: CPU, and the current CUDA device's when training there."""
-    out = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        out["cuda"] = torch.cuda.get_rng_state(device)
-    return out
-
-
-def _set_rng_state(s: dict[str, torch.Tensor], device: torch.device) -> None:
-    torch.set_rng_state(s["cpu"])
-    if device.type == "cuda" and "cuda" in s:
-        torch.cuda.set_rng_state(s["cuda"], device)
-
-
 def _random_labels(data, n: int, c_dim: int, device) -> torch.Tensor:
     """Labels for generated images drawn from the data set's label distribution ``[n, c_dim]``."""
     if not c_dim:
         return torch.zeros(n, 0, device=device)
     return data.batch(torch.randint(len(data), (n,)))[1].to(device)
-
-
-# Fields that may change when a run is continued: its length and the logging cadence.
-_CONTINUABLE = {"kimg", "tick_kimg", "snapshot_kimg", "metrics", "metrics_num_gen"}
-
-
-def _term_states(terms: list) -> dict[str, torch.nn.Module]:
-    """The terms with state (buffers such as the path-length mean), keyed by class name (``PathLength``; a second
-    of the same class gets ``#2``), so that reordering terms cannot hand one term another's state."""
-    out: dict[str, torch.nn.Module] = {}
-    for t in terms:
-        if isinstance(t, torch.nn.Module):
-            name, k = type(t).__name__, 2
-            while name in out:
-                name, k = f"{type(t).__name__}#{k}", k + 1
-            out[name] = t
-    return out
-
-
-def _saved_term_states(saved: dict, terms: dict[str, torch.nn.Module], path) -> dict[str, dict]:
-    """The saved term states by the names of :func:`_term_states`. States written before terms were named
-    (``term0``, ``term1``, ... by position) are matched in order, which is what those runs saved."""
-    if saved and all(k.startswith("term") and k[4:].isdigit() for k in saved):
-        ordered = [saved[k] for k in sorted(saved, key=lambda k: int(k[4:]))]
-        if len(ordered) == len(terms):
-            return dict(zip(terms, ordered))
-    if set(saved) != set(terms):
-        raise UserError(f"Checkpoint {path} holds the state of loss terms {sorted(saved)}, this run has "
-                        f"{sorted(terms)}; resume with the method and options it was trained with.")
-    return saved
-
-
-def check_init_fits(cfg: TrainConfig, c_dim: int) -> None:
-    """One sentence when the ``--init`` network cannot train on this data (resolution, channels, labels)."""
-    g, src = cfg.init.G, cfg.init.source
-    if g["img_resolution"] != cfg.data.resolution:
-        raise UserError(f"--init {src} is a {g['img_resolution']} px network but the data are trained at "
-                        f"{cfg.data.resolution} px; --resolution must match the network (--resolution "
-                        f"{g['img_resolution']}).")
-    if g["img_channels"] != cfg.data.channels:
-        raise UserError(f"--init {src} makes {g['img_channels']}-channel images but the data have "
-                        f"{cfg.data.channels}; pass --channels {g['img_channels']} or use a network of "
-                        f"{cfg.data.channels} channel(s).")
-    if g["c_dim"] > 0 and c_dim == 0:
-        raise UserError(f"--init {src} is a conditional network ({g['c_dim']} classes) but the data are unlabelled; "
-                        "train with --cond on data with dataset.json labels, or use an unconditional network.")
-    if g["c_dim"] == 0 and c_dim > 0:
-        raise UserError(f"--init {src} is an unconditional network but --cond asks for {c_dim} labels; drop "
-                        "--cond or use a conditional network.")
-    if g["c_dim"] != c_dim:
-        raise UserError(f"--init {src} is conditioned on {g['c_dim']} labels but the data have {c_dim}; use a "
-                        "network trained with the same labels.")
-
-
-def _load_init_heads(init: dict[str, torch.nn.Module], method) -> list[str]:
-    """Load the method's contrastive modules (heads, their momentum copies, ``D_ema``) that the ``--init`` file
-    holds; the others keep their fresh start (``D_ema`` a copy of the loaded D). Returns the loaded names."""
-    loaded = []
-    for name, module in method.modules.items():
-        if name in init and hasattr(module, "config"):
-            ckpt.load_state_dict_checked(module, init[name].state_dict(), f"--init network '{name}'")
-            loaded.append(name)
-    return loaded
-
-
-def _check_resumable(saved: TrainConfig, new: TrainConfig, path) -> None:
-    a, b = saved.to_dict(), new.to_dict()
-    for key in sorted(set(a) | set(b)):
-        if key in _CONTINUABLE or key in ("data", "init"):   # init: where the run began, kept from the state
-            continue
-        if a.get(key) != b.get(key):
-            raise UserError(f"Checkpoint {path} was trained with different settings ({key}: {a.get(key)} there, "
-                            f"{b.get(key)} now); use the same options, or another --outdir for a new run.")
-
-
-def _continue_config(saved: TrainConfig, new: TrainConfig) -> TrainConfig:
-    """The saved config with the continuable fields taken from the new one (how the data are fed, too: streaming
-    gives the same images)."""
-    out = TrainConfig.from_dict(saved.to_dict())
-    for key in _CONTINUABLE:
-        setattr(out, key, getattr(new, key))
-    out.data.stream, out.data.workers = new.data.stream, new.data.workers
-    return out

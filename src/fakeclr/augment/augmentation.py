@@ -1,4 +1,5 @@
-"""The augmentation of a run: what is applied to D's inputs, and what drives its probability p.
+"""The augmentation of a run: what is applied to D's inputs, and what drives its probability p; the builders that
+:data:`fakeclr.config.AUGMENTATIONS` registers.
 
 ==============  ======================================  ==========================================
 ``--aug``       applied to every image D sees            p
@@ -18,8 +19,11 @@ from typing import Any, Callable
 
 import torch
 
-from ..augment import AdaptiveP, AugmentPipe, DiffAugment, FixedP, LinearP, pseudo_augment
-from ..config import AugmentConfig
+from ..config import AUGMENTATIONS, AugmentConfig
+from .ada import AugmentPipe
+from .apa import pseudo_augment
+from .controller import AdaptiveP, FixedP, LinearP
+from .diffaugment import DiffAugment
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -43,22 +47,8 @@ class Augmentation:
 
     @classmethod
     def from_config(cls, cfg: AugmentConfig, total_kimg: float) -> "Augmentation":
-        kind = cfg.kind
-        if kind in ("ada", "ada-linear", "fixed"):
-            pipe = AugmentPipe.from_preset(cfg.pipe)
-            if kind == "ada":
-                controller = AdaptiveP(target=cfg.target, interval=cfg.interval, speed_kimg=cfg.speed_kimg, p_init=cfg.p)
-            elif kind == "ada-linear":
-                controller = LinearP(target=cfg.target, total_kimg=total_kimg, interval=cfg.interval)
-            else:
-                controller = FixedP(cfg.p)
-            return cls(pipe, controller)
-        if kind == "diffaugment":
-            return cls(DiffAugment(cfg.diffaugment_policy), None)
-        if kind == "apa":
-            return cls(None, AdaptiveP(target=cfg.target, interval=cfg.interval, speed_kimg=cfg.speed_kimg,
-                                       p_init=cfg.p), pseudo_real=True)
-        return cls(None, None)
+        """The augmentation ``cfg.kind`` names, built by its registered builder (:data:`fakeclr.config.AUGMENTATIONS`)."""
+        return AUGMENTATIONS.build(cfg.kind, cfg, total_kimg)
 
     def to(self, device) -> "Augmentation":
         if self.module is not None:
@@ -105,3 +95,37 @@ class Augmentation:
             self.controller.load_state_dict(state["controller"])
         self._p = float(state["p"])
         self._apply_p()
+
+
+# ---------------------------------------------------------------------------------------------------- builders
+# One per registered kind: ``(AugmentConfig, total_kimg) -> Augmentation``.
+def adaptive_ada(cfg: AugmentConfig, total_kimg: float) -> Augmentation:
+    """ADA (Karras et al. 2020): the pipeline with p steered by the sign of D(real)."""
+    return Augmentation(AugmentPipe.from_preset(cfg.pipe), AdaptiveP(target=cfg.target, interval=cfg.interval,
+                                                                     speed_kimg=cfg.speed_kimg, p_init=cfg.p))
+
+
+def linear_ada(cfg: AugmentConfig, total_kimg: float) -> Augmentation:
+    """ADA-linear (InsGen, FakeCLR): the pipeline with p rising linearly to ``target`` over the run."""
+    return Augmentation(AugmentPipe.from_preset(cfg.pipe), LinearP(target=cfg.target, total_kimg=total_kimg,
+                                                                   interval=cfg.interval))
+
+
+def fixed_ada(cfg: AugmentConfig, total_kimg: float) -> Augmentation:
+    """The pipeline with a constant p."""
+    return Augmentation(AugmentPipe.from_preset(cfg.pipe), FixedP(cfg.p))
+
+
+def diffaugment(cfg: AugmentConfig, total_kimg: float) -> Augmentation:
+    """DiffAugment (Zhao et al. 2020): its policy on every image D sees."""
+    return Augmentation(DiffAugment(cfg.diffaugment_policy), None)
+
+
+def apa(cfg: AugmentConfig, total_kimg: float) -> Augmentation:
+    """APA (Jiang et al. 2021): reals replaced by fakes with an adaptive p."""
+    return Augmentation(None, AdaptiveP(target=cfg.target, interval=cfg.interval, speed_kimg=cfg.speed_kimg,
+                                        p_init=cfg.p), pseudo_real=True)
+
+
+def no_augmentation(cfg: AugmentConfig, total_kimg: float) -> Augmentation:
+    return Augmentation(None, None)

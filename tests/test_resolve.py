@@ -1,0 +1,60 @@
+"""A run's configuration resolved in the library (fakeclr.train.resolve) and the registries it draws on."""
+
+import pytest
+import torch
+
+from fakeclr.cli import main
+from fakeclr.config import AUGMENTATIONS, BACKBONES, METHODS, preset_config
+from fakeclr.errors import UserError
+from fakeclr.registry import Entry, Registry
+from fakeclr.train.assembly import build_run
+from fakeclr.train.resolve import resolve
+
+
+def test_any_field_is_reachable_by_its_path():
+    cfg = resolve("tiny", {"contrastive.method": "fakeclr", "contrastive.lam": 0.2, "loss.r1_interval": 8,
+                           "augment.kind": "ada-linear", "metrics": "none"})
+    assert cfg.contrastive.lam == 0.2 and cfg.loss.r1_interval == 8 and cfg.metrics == []
+    assert cfg.contrastive.perturbation == "noise"            # the method's composition, then the field on top
+    assert cfg.data.resolution == 16 and cfg.data.channels == 1     # tiny's 16 px of the grey LFW faces
+    assert resolve("tiny", {"contrastive.lam": 1}).contrastive.lam == 1.0     # an int where a float is wanted
+
+
+@pytest.mark.parametrize("overrides,sentence", [
+    ({"contrastive.lambda": 0.2}, r"Unknown option 'contrastive.lambda'"),
+    ({"loss.r1_gamma": "big"}, r"--gamma takes a float value, got 'big'\."),
+    ({"augment.kind": "none", "augment.p": 0.5}, r"--p is not used by --aug none; .*\(ada, fixed, apa\)\."),
+    ({"augment.kind": "ada", "augment.diffaugment_policy": "color"}, r"--diffaugment is not used by --aug ada"),
+    ({"augment.kind": "fixed"}, r"--aug fixed needs --p"),
+    ({"contrastive.method": "simclr"}, r"Unknown method 'simclr' \(--method\); choose one of: ada, "),
+])
+def test_what_a_run_cannot_use_is_refused_with_one_sentence(overrides, sentence):
+    with pytest.raises(UserError, match=sentence):
+        resolve("tiny", overrides)
+
+
+def test_the_cli_refuses_an_option_the_augmentation_does_not_read(capsys):
+    assert main(["train", "--preset", "tiny", "--aug", "none", "--p", "0.5", "--dry-run"]) != 0
+    err = capsys.readouterr().err
+    assert "--p is not used by --aug none" in err and "Traceback" not in err
+
+
+def test_building_a_run_leaves_the_resolved_config_as_it_was(tmp_path):
+    cfg = preset_config("tiny")                  # channels unset: the run takes them from the data
+    cfg.data.source = "lfw"
+    before = cfg.to_json()
+    run = build_run(cfg, tmp_path, torch.device("cpu"), fresh=True, source=None)
+    run.feed.close()
+    assert cfg.to_json() == before and run.cfg.data.channels == 1
+
+
+def test_registries_name_their_builders_and_say_their_choices():
+    assert AUGMENTATIONS.describe() == "ada (adaptive p), ada-linear, fixed (needs --p), diffaugment, apa, none"
+    assert METHODS.names == ("ada", "instance-real", "instance-fake", "instance-perturbation", "insgen", "fakeclr")
+    for registry in (AUGMENTATIONS, METHODS, BACKBONES):
+        for entry in registry:
+            assert callable(registry.builder(entry.name)), entry
+    toy = Registry("widget", "--widget", [Entry("w", "", "fakeclr.config:preset_config")])
+    assert toy.build("w", "tiny").preset == "tiny"
+    with pytest.raises(UserError, match=r"Unknown widget 'v' \(--widget\); choose one of: w\."):
+        toy.get("v")
