@@ -169,8 +169,9 @@ def test_dataset_subset_count(tmp_path, capsys):
 # Values for options whose valid range a generic "different value" would leave.
 _OPTION_VALUES = {"data.resolution": 32, "data.subset": 10, "data.channels": 3,
                   "contrastive.method": "insgen", "metrics": "fid5k_full", "network.num_fp16_res": 1,
-                  "optim.freeze_d": 2, "augment.p": 0.25, "augment.target": 0.3, "batch": 12,
-                  "augment.pipe": "bg", "augment.diffaugment_policy": "color"}
+                  "optim.freeze_d": 2, "augment.p": 0.25, "augment.target": 0.3, "batch": 4,
+                  "augment.pipe": "bg", "augment.diffaugment_policy": "color",
+                  "tick_kimg": 0.08, "snapshot_kimg": 0.192}          # whole iterations of tiny's batch 8
 
 
 def _other_value(opt, current):

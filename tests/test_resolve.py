@@ -58,3 +58,26 @@ def test_registries_name_their_builders_and_say_their_choices():
     assert toy.build("w", "tiny").preset == "tiny"
     with pytest.raises(UserError, match=r"Unknown widget 'v' \(--widget\); choose one of: w\."):
         toy.get("v")
+
+
+def test_intervals_are_rounded_to_whole_iterations_with_a_note():
+    notes = []
+    cfg = resolve("tiny", {"snapshot_kimg": 0.05, "tick_kimg": 0.016}, notes=notes)   # batch 8
+    assert cfg.snapshot_kimg == 0.056 and cfg.tick_kimg == 0.016                        # 6.25 -> 7; 2 stays
+    assert notes == ["--snap 0.05 kimg is 6.25 iterations of 8 images; snapshots every 0.056 kimg (7 iterations) "
+                     "instead."]
+    assert resolve("tiny", {"snapshot_kimg": 0.001}).snapshot_kimg == 0.008            # at least one iteration
+    for preset in ("tiny", "lfw-demo", "fewshot256", "paper256", "cifar"):
+        notes = []
+        resolve(preset, {"data.resolution": 16}, notes=notes)
+        assert notes == [], preset                                                       # the presets need none
+
+
+def test_file_names_of_a_run_give_their_kimg():
+    from fakeclr.train.checkpoint import kimg_tag, tagged_kimg
+    assert kimg_tag(4000) == "000004" and kimg_tag(48) == "000000.048"
+    assert tagged_kimg("network-snapshot-000004.safetensors") == 4.0
+    assert tagged_kimg("runs/x/training-state-000000.048.pt", "training-state-") == 0.048
+    assert tagged_kimg("fakes000012.png", "fakes") == 12.0
+    assert tagged_kimg("fakes-final.png") is None
+    assert tagged_kimg("network-snapshot-000004.safetensors", "training-state-") is None

@@ -12,6 +12,7 @@ from PIL import Image
 from fakeclr.config import preset_config
 from fakeclr.errors import UserError
 from fakeclr.train import checkpoint as ckpt
+from fakeclr.train.backbone import stylegan2_networks
 from fakeclr.train.loop import TrainingStopped, train
 
 
@@ -66,9 +67,9 @@ def test_resume_equals_straight_through(tmp_path, aug):
     if aug == "ada-linear":
         assert sa["augment"]["0"]["p"] == pytest.approx(0.6)   # target * kimg / total_kimg at the end
     # The run actually trained: G moved away from its initialisation.
-    init = train.__globals__["build_networks"]
     torch.manual_seed(cfg.seed)
-    G0, _ = init(cfg, 0)
+    cfg.data.channels = 1                                    # the grey LFW faces (train() resolves a copy)
+    G0, _ = stylegan2_networks(cfg, 0)
     assert not torch.equal(G0.state_dict()["synthesis.b16.conv0.weight"], sa["nets"]["G"]["synthesis.b16.conv0.weight"])
 
 
@@ -236,7 +237,7 @@ def test_truncated_and_foreign_checkpoints_are_refused(tmp_path):
     other.data.channels = 1
     with pytest.raises(UserError, match="different settings"):
         train(other, tmp_path / "run2", resume=out["state"], tensorboard=False)
-    G = train.__globals__["build_networks"](other, 0)[0]
+    G = stylegan2_networks(other, 0)[0]
     with pytest.raises(UserError, match="different architecture"):
         ckpt.load_state_dict_checked(G, ckpt.load_state(out["state"])["nets"]["G"], "checkpoint")
 

@@ -80,7 +80,11 @@ def build_train_config(args, world_size: int = 1) -> TrainConfig:
     if getattr(args, "init", None):
         from .tools.finetune import resolve_init
         init = resolve_init(args.init, None if args.dry_run else args.outdir)
-    return resolve(args.preset, given, world_size, init)
+    notes: list[str] = []
+    cfg = resolve(args.preset, given, world_size, init, notes)
+    for note in notes:
+        print(f"fakeclr train: {note}", file=sys.stderr)
+    return cfg
 
 
 def _run_train(args) -> int:

@@ -363,6 +363,8 @@ def set_option(cfg: "TrainConfig", path: str, value: Any) -> None:
 # Each preset lists only what differs from the dataclass defaults. Sources:
 #   [ADA]     StyleGAN2-ADA (Karras et al. 2020), train.py `cfg_specs`: paper256, cifar and the `auto` heuristic.
 #   [FakeCLR] the FakeCLR README's training command: cfg=paper256, batch 64, mirror, ada_linear (target 0.6).
+# Ticks and snapshots are whole iterations of the preset's batch (3.2 kimg = 50 iterations of 64, where [ADA]'s
+# loop ticks at the first batch past each 4 kimg).
 PRESETS: dict[str, dict[str, Any]] = {
     # Every code path in seconds: for tests and smoke runs.
     "tiny": dict(
@@ -370,7 +372,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         network=dict(z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32, mbstd_group_size=4),
         loss=dict(r1_gamma=0.01, r1_interval=4, pl_interval=2),
         augment=dict(kind="ada", interval=2),
-        kimg=0.2, batch=8, ema_kimg=0.05, ema_rampup=0.05, tick_kimg=0.04, snapshot_kimg=0.1,
+        kimg=0.2, batch=8, ema_kimg=0.05, ema_rampup=0.05, tick_kimg=0.04, snapshot_kimg=0.096,
     ),
     # The README's main job: FakeCLR on the embedded LFW faces at 32x32, 2 CPU cores, about 10 minutes.
     "lfw-demo": dict(
@@ -381,7 +383,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # ADA-linear to 0.3, not FakeCLR's 0.6: the best mean FID/KID of the demo screen (2 seeds, results.md).
         augment=dict(kind="ada-linear", target=0.3),
         contrastive=dict(method="fakeclr"),
-        kimg=24.0, batch=16, ema_kimg=1.0, ema_rampup=0.05, tick_kimg=1.0, snapshot_kimg=4.0,
+        kimg=24.0, batch=16, ema_kimg=1.0, ema_rampup=0.05, tick_kimg=0.8, snapshot_kimg=4.0,
     ),
     # FakeCLR's few-shot setting [FakeCLR]: paper256 [ADA] + mirror + ADA-linear + FakeCLR, 256x256.
     "fewshot256": dict(
@@ -390,7 +392,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         loss=dict(r1_gamma=1.0),
         augment=dict(kind="ada-linear", target=0.6),
         contrastive=dict(method="fakeclr"),
-        kimg=10000.0, batch=64, ema_kimg=20.0, ema_rampup=None, tick_kimg=4.0, snapshot_kimg=200.0,
+        kimg=10000.0, batch=64, ema_kimg=20.0, ema_rampup=None, tick_kimg=3.2, snapshot_kimg=200.0,
     ),
     # [ADA] paper256: mb 64, mbstd 8, fmaps 0.5, lr 0.0025, gamma 1, ema 20, no ramp-up, mapping 8.
     "paper256": dict(
@@ -398,7 +400,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         network=dict(mapping_layers=8, channel_base=16384, channel_max=512, mbstd_group_size=8, num_fp16_res=4),
         loss=dict(r1_gamma=1.0),
         augment=dict(kind="ada", target=0.6),
-        kimg=25000.0, batch=64, ema_kimg=20.0, ema_rampup=None, tick_kimg=4.0, snapshot_kimg=200.0,
+        kimg=25000.0, batch=64, ema_kimg=20.0, ema_rampup=None, tick_kimg=3.2, snapshot_kimg=200.0,
     ),
     # [ADA] cifar: mb 64, mbstd 32, fmaps 1, gamma 0.01, ema 500, ramp 0.05, mapping 2, no PL reg, no style mixing.
     # (ADA also switches D to the 'orig' architecture; fakeclr has the ResNet D only.)
@@ -407,7 +409,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         network=dict(mapping_layers=2, channel_base=32768, channel_max=512, mbstd_group_size=32, num_fp16_res=4),
         loss=dict(r1_gamma=0.01, pl_weight=0.0, style_mixing_prob=0.0),
         augment=dict(kind="ada", target=0.6),
-        kimg=100000.0, batch=64, ema_kimg=500.0, ema_rampup=0.05, tick_kimg=4.0, snapshot_kimg=200.0,
+        kimg=100000.0, batch=64, ema_kimg=500.0, ema_rampup=0.05, tick_kimg=3.2, snapshot_kimg=200.0,
     ),
     # [ADA] auto: batch, mbstd, fmaps, lr, gamma and EMA follow the resolution and process count (resolve_auto).
     "auto": dict(
@@ -482,6 +484,9 @@ def validate(cfg: TrainConfig, world_size: int = 1) -> None:
         raise UserError("--aug fixed needs --p (the constant augmentation probability, above 0).")
     if cfg.snapshot_kimg <= 0 or cfg.tick_kimg <= 0:
         raise UserError("--snap and the tick interval must be positive.")
+    if cfg.augment.interval < 1 or cfg.loss.r1_interval < 0 or cfg.loss.pl_interval < 0:
+        raise UserError("The ADA interval must be at least 1 iteration and the regularisation intervals "
+                        "(r1_interval, pl_interval) 0 or more iterations.")
     if cfg.data.workers < 0:
         raise UserError(f"--workers must be non-negative (got {cfg.data.workers}).")
     if cfg.optim.freeze_d < 0:

@@ -29,8 +29,8 @@ from typing import Any
 
 from ..errors import UserError
 from ..metrics.registry import higher_is_better as registry_direction
+from ..train.checkpoint import tagged_kimg
 
-_KIMG_RE = re.compile(r"(?:network-snapshot-|fakes)(\d+(?:\.\d+)?)")
 # Keys of a flat metric record that are bookkeeping, not results.
 _NOT_METRICS = {"kimg", "cur_nimg", "nimg", "num", "time", "time_s", "total_time", "total_time_str", "timestamp", "num_gpus",
                 "seed", "step", "iteration", "tick", "snapshot", "snapshot_pkl", "network", "higher_is_better"}
@@ -99,10 +99,19 @@ def _kimg_of(rec: dict[str, Any]) -> float | None:
     if _is_number(rec.get("cur_nimg")):
         return rec["cur_nimg"] / 1000
     for key in ("snapshot", "snapshot_pkl", "network"):
-        m = _KIMG_RE.search(str(rec.get(key, "")))
-        if m:
-            return float(m.group(1))
+        kimg = _snapshot_kimg(str(rec.get(key, "")))
+        if kimg is not None:
+            return kimg
     return None
+
+
+def _snapshot_kimg(name: str) -> float | None:
+    """kimg of a snapshot or grid name: fakeclr's (``network-snapshot-000004.safetensors``, ``fakes000004.png``)
+    or StyleGAN2-ADA's (``network-snapshot-000004.pkl``)."""
+    kimg = tagged_kimg(Path(name).name)
+    if kimg is None and (m := re.search(r"network-snapshot-(\d{6})\.pkl$", name)):
+        kimg = float(m.group(1))
+    return kimg
 
 
 def metric_values(rec: dict[str, Any], default_name: str) -> dict[str, float]:
@@ -150,8 +159,8 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 def _latest_fakes(run_dir: Path) -> tuple[Path | None, float | None]:
     found = []
     for p in run_dir.glob("fakes*.png"):
-        m = _KIMG_RE.search(p.name)
-        found.append((float(m.group(1)) if m else -1.0, p.name, p))
+        kimg = tagged_kimg(p.name, "fakes")
+        found.append((kimg if kimg is not None else -1.0, p.name, p))
     if not found:
         return None, None
     kimg, _, path = max(found)

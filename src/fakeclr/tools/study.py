@@ -51,6 +51,7 @@ from typing import Any
 
 from ..config import AUGMENTATIONS, options as config_options, preset_config
 from ..errors import UserError
+from ..train.checkpoint import tagged_kimg
 from ..provenance import code_version, recorded_code, short
 
 __all__ = ["Scale", "SCALES", "Study", "STUDIES", "load_study", "select_runs", "plan_study", "run_study", "evaluate_run",
@@ -471,14 +472,14 @@ def _child(job_file: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
-_SNAPSHOT_RE = re.compile(r"^network-snapshot-(\d+(?:\.\d+)?)\.safetensors$")
 EVAL_SEED = 0           # the generated set every run is measured with (the same latents for every run)
 NOISE_SEED = 1_000_003  # the second, independent generated set of the noise floor
 
 
 def snapshots(run_dir: Path) -> list[tuple[float, Path]]:
     """``[(kimg, network file)]`` of a run directory, by kimg."""
-    out = [(float(m.group(1)), p) for p in Path(run_dir).iterdir() if (m := _SNAPSHOT_RE.match(p.name))]
+    out = [(k, p) for p in Path(run_dir).iterdir()
+           if p.suffix == ".safetensors" and (k := tagged_kimg(p.name, "network-snapshot-")) is not None]
     return sorted(out)
 
 

@@ -28,7 +28,9 @@ from ..files import atomic_write, remove_quietly
 from ..network_file import load_networks, load_state_dict_checked, read_network_header, save_networks  # noqa: F401
 
 STATE_FORMAT = "fakeclr-state/1"
-_STATE_RE = re.compile(r"training-state-(\d+(?:\.\d+)?)\.pt$")
+# The kimg tag of a file a run writes (kimg_tag): training-state-000200.pt, network-snapshot-000000.048.safetensors,
+# fakes000004.png. One pattern for every reader (the loop, report, study).
+_TAGGED = re.compile(r"(training-state-|network-snapshot-|fakes)(\d{6}(?:\.\d{3})?)(\.pt|\.safetensors|\.png)$")
 
 
 # ---------------------------------------------------------------------------------------------------- state
@@ -75,6 +77,15 @@ def kimg_tag(cur_nimg: int) -> str:
     return f"{cur_nimg // 1000:06d}" if cur_nimg % 1000 == 0 else f"{cur_nimg // 1000:06d}.{cur_nimg % 1000:03d}"
 
 
+def tagged_kimg(name: str, prefix: str | None = None) -> float | None:
+    """The kimg in the name of a file a run writes (``training-state-000000.048.pt`` -> 0.048), or ``None`` for
+    another name; ``prefix`` (``training-state-``, ``network-snapshot-``, ``fakes``) restricts the kind."""
+    m = _TAGGED.search(str(name))
+    if m is None or (prefix is not None and m.group(1) != prefix):
+        return None
+    return float(m.group(2))
+
+
 def state_path(run_dir: str | os.PathLike, cur_nimg: int) -> Path:
     return Path(run_dir) / f"training-state-{kimg_tag(cur_nimg)}.pt"
 
@@ -88,7 +99,7 @@ def latest_state(run_dir: str | os.PathLike) -> Path | None:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return None
-    found = [(float(m.group(1)), p) for p in run_dir.iterdir() if (m := _STATE_RE.search(p.name))]
+    found = [(k, p) for p in run_dir.iterdir() if (k := tagged_kimg(p.name, "training-state-")) is not None]
     return max(found)[1] if found else None
 
 
@@ -116,6 +127,6 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
 def prune_states(run_dir: str | os.PathLike, keep: int) -> None:
     """Delete all but the ``keep`` newest training states (network snapshots are kept)."""
     run_dir = Path(run_dir)
-    found = sorted((float(m.group(1)), p) for p in run_dir.iterdir() if (m := _STATE_RE.search(p.name)))
+    found = sorted((k, p) for p in run_dir.iterdir() if (k := tagged_kimg(p.name, "training-state-")) is not None)
     for _, p in found[:-keep] if keep > 0 else []:
         remove_quietly(str(p))

@@ -10,6 +10,7 @@ not read, a precision count for a resolution).
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, Mapping
 
@@ -53,7 +54,7 @@ def _checked(path: str, value: Any, kind: type, name: str) -> Any:
 
 
 def resolve(preset: str = "lfw-demo", overrides: Mapping[str, Any] | None = None, world_size: int = 1,
-            init: InitConfig | None = None) -> TrainConfig:
+            init: InitConfig | None = None, notes: list[str] | None = None) -> TrainConfig:
     """The configuration of a run.
 
     Args:
@@ -65,6 +66,8 @@ def resolve(preset: str = "lfw-demo", overrides: Mapping[str, Any] | None = None
         world_size: the number of training processes (the batch is split over them).
         init: a fine-tuning network's :class:`InitConfig` (``fakeclr train --init``); its architecture replaces
             the network options.
+        notes: where a sentence is appended for each value changed on the way (an interval rounded to whole
+            iterations); the CLI prints them.
     Returns:
         a validated :class:`TrainConfig` with the data's resolution and channels filled in.
     """
@@ -97,7 +100,22 @@ def resolve(preset: str = "lfw-demo", overrides: Mapping[str, Any] | None = None
     if init is not None:
         apply_init(cfg, init)
     validate(cfg, world_size)
+    _whole_iterations(cfg, notes if notes is not None else [])
     return cfg
+
+
+def _whole_iterations(cfg: TrainConfig, notes: list[str]) -> None:
+    """Round the tick and snapshot intervals up to whole iterations of ``cfg.batch`` images, with a note for each
+    one changed, so that snapshots are evenly spaced and named at their interval (edm2 asserts the same). Up, so
+    that no snapshot comes before the point it was asked for (a study evaluates the first one at or after it)."""
+    for path, flag, what in (("tick_kimg", "--tick", "status lines"), ("snapshot_kimg", "--snap", "snapshots")):
+        kimg = getattr(cfg, path)
+        iterations = kimg * 1000 / cfg.batch
+        whole = max(1, math.ceil(iterations - 1e-9))
+        if abs(iterations - whole) > 1e-9:
+            setattr(cfg, path, whole * cfg.batch / 1000)
+            notes.append(f"{flag} {kimg:g} kimg is {iterations:g} iterations of {cfg.batch} images; {what} every "
+                         f"{whole * cfg.batch / 1000:g} kimg ({whole} iterations) instead.")
 
 
 def _check_given(cfg: TrainConfig, given: dict[str, Any], fields: dict[str, tuple[type, str]]) -> None:
