@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from fakeclr.cli import main
+from fakeclr.cli import build_train_config, main, make_parser
+from fakeclr.config import AUGMENTATIONS, options as config_options
 from fakeclr.errors import UserError
+from fakeclr.provenance import short
 from fakeclr.tools import study as st
+from fakeclr.tools.study import render, runner
 
 SPEC = """
 description = "two methods and a run that cannot start"
@@ -25,6 +28,7 @@ method = "ada"
 [runs.fakeclr]
 method = "fakeclr"
 queue_size = 8
+"contrastive.lam" = 0.2
 
 [runs.bad]
 gamma = -1
@@ -93,12 +97,13 @@ def test_spec_study_evaluates_every_run_and_reports_the_failed_one(spec_study):
     assert [v["kimg"] for v in by["fakeclr"]["code"]] == [0.0] and by["bad"]["code"] is None
     cfg = json.loads((Path(by["fakeclr"]["run_dir"]) / "config.json").read_text())
     assert cfg["contrastive"]["method"] == "fakeclr" and cfg["contrastive"]["queue_size"] == 8
+    assert cfg["contrastive"]["lam"] == 0.2                               # a config field without a flag, by path
     assert cfg["preset"] == "tiny" and cfg["kimg"] == 0.05 and cfg["seed"] == 0
     assert record["summary"]["lfw"]["ada"]["fid16_full"]["mean"] == by["ada"]["metrics"]["fid16_full"]
     assert [c["other"] for c in record["claims"]] == ["ada"] * 3          # fakeclr vs ada on kid, fid, ppl
     md = (root / "out" / "study.md").read_text()
     assert "| fakeclr |" in md and "bad" in md and "fid_vs_kimg.png" in md
-    assert f"\nTrained with {st.short(by['ada']['code'][0])}.\n" in md
+    assert f"\nTrained with {short(by['ada']['code'][0])}.\n" in md
     assert (root / "out" / "study-files" / "fid_vs_kimg.png").stat().st_size > 1000
     html = (root / "out" / "study.html").read_text()
     assert html.count("data:image/png;base64,") >= 3                      # the curve and two sample grids
@@ -249,7 +254,7 @@ def test_sample_grid_is_the_lowest_seed_whose_grid_is_on_disk(tmp_path):
             (run_dir / "fakes.png").write_bytes(b"png")
         runs.append(dict(_entry("a", seed, 1.0, 0.1), run_dir=str(run_dir), fakes="fakes.png", kimg=40))
     runs.append(dict(_entry("b", 0, 1.0, 0.1), run_dir=str(tmp_path / "b"), fakes=None, kimg=40))
-    [(caption, png)] = st._grids({"runs": runs, "runs_spec": {"a": {}, "b": {}}})
+    [(caption, png)] = render._grids({"runs": runs, "runs_spec": {"a": {}, "b": {}}})
     assert caption == "d / a, seed 1, 40 kimg" and png == tmp_path / "a-seed1" / "fakes.png"
 
 
@@ -289,25 +294,28 @@ def test_plan_of_a_built_in_study():
     assert [j.label for j in jobs[:7]] == [f"lfw/{n}-seed0" for n in st.STUDIES["table2"].runs][:7]
     j = next(j for j in jobs if j.run == "insgen" and j.seed == 1 and j.data_name == "100-shot-obama")
     assert j.points == [10.0, 20.0]
-    a = j.train_args
-    assert a[a.index("--preset") + 1] == "lfw-demo" and a[a.index("--resolution") + 1] == "32"
-    assert a[a.index("--method") + 1] == "insgen" and a[a.index("--aug") + 1] == "ada-linear"
-    assert a[a.index("--snap") + 1] == "5" and a[a.index("--seed") + 1] == "1"
-    assert "--ada-kimg" not in a                                  # ADA-linear does not read the scale's option
-    ada = next(j for j in jobs if j.run == "ada").train_args
-    assert ada[ada.index("--ada-kimg") + 1] == "4"                # ADA does, before the run's own options
-    assert a[a.index("--target") + 1] == "0.6"                    # cpu32's base, not the demo preset's 0.3
+    a = j.overrides
+    assert j.preset == "lfw-demo" and a["data.resolution"] == 32 and a["data.source"] == "/x/100-shot-obama"
+    assert a["contrastive.method"] == "insgen" and a["augment.kind"] == "ada-linear"
+    assert a["snapshot_kimg"] == 5 and a["seed"] == 1 and a["kimg"] == 20
+    assert "augment.speed_kimg" not in a                          # ADA-linear does not read the scale's option
+    ada = next(j for j in jobs if j.run == "ada").overrides
+    assert ada["augment.speed_kimg"] == 4                         # ADA does, before the run's own options
+    assert a["augment.target"] == 0.6                             # cpu32's base, not the demo preset's 0.3
     assert str(j.run_dir) == "/out/100-shot-obama/insgen-seed1"
     assert st.evaluation_points(0.05, 0.025) == [0.025, 0.05]
     assert st.evaluation_points(10, 4) == [4, 8, 10]
-    assert st.option_args({"pl_weight": 5, "mirror": False, "cl-on-g": True}) == [
-        "--pl-weight", "5", "--no-mirror", "--cl-on-g"]
+    assert st.run_overrides("r", {"pl_weight": 5, "mirror": False, "cl-on-g": True, "contrastive.lam": 0.2,
+                                  "ada-kimg": "500"}) == {
+        "loss.pl_weight": 5, "data.mirror": False, "contrastive.fake_on_g": True, "contrastive.lam": 0.2,
+        "augment.speed_kimg": 500.0}
 
 
 def test_a_run_option_overrides_the_scales(tmp_path):
     (tmp_path / "s.json").write_text('{"runs": {"slow": {"aug": "ada", "ada_kimg": 500}}}')
     [job] = st.plan_study(st.load_study(str(tmp_path / "s.json")), ["lfw"], tmp_path, "cpu32", [0])
-    assert job.train_args.count("--ada-kimg") == 1 and job.train_args[job.train_args.index("--ada-kimg") + 1] == "500"
+    assert job.overrides["augment.speed_kimg"] == 500
+    assert job.config().augment.speed_kimg == 500.0
 
 
 def test_dry_run_lists_the_runs(capsys):
@@ -334,6 +342,10 @@ def test_runs_flag_selects_a_subset_in_the_same_directories(capsys):
     ("nope", "neither a built-in study"),
     ("{not json", "not valid JSON"),
     ('{"runs": {"a": {"kimg": 3}}}', "sets --kimg, which the study sets"),
+    ('{"runs": {"a": {"data.source": "x"}}}', "sets data.source, which the study sets"),
+    ('{"runs": {"a": {"method": "ada"}, "b": {"contrastive.lamda": 0.2}}}',
+     "Run 'b' in {spec} sets 'contrastive.lamda', which is neither a `fakeclr train` option nor a config field"),
+    ('{"runs": {"a": {"ada_kimg": "fast"}}}', "sets --ada-kimg to 'fast', which is not a float"),
     ('{"runs": {"a b": {}}}', "must be letters"),
     ('{"runs": {"a": {}}, "subject": "z"}', "subject 'z'"),
     ("[1, 2]", "table of runs"),
@@ -344,7 +356,7 @@ def test_bad_specs_get_one_sentence(spec, message, tmp_path, capsys):
         spec = str(tmp_path / "s.json")
     assert main(["study", spec, "--data", "lfw", "--outdir", str(tmp_path / "o"), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert message.format(spec=spec) in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_bad_study_flags(tmp_path, capsys):
@@ -377,8 +389,9 @@ def test_built_in_table2_at_tiny_scale(tmp_path, capsys):
 def test_threads_are_divided_between_the_jobs(tmp_path, monkeypatch):
     """``--threads T --jobs J`` gives each child ``T // J`` threads (at least one); without it, the cores."""
     seen = []
-    monkeypatch.setattr(st, "_run_job", lambda job, device, threads, log: seen.append(threads) or {"status": "failed"})
-    monkeypatch.setattr(st.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(runner, "run_job",
+                        lambda job, device, threads, log: seen.append(threads) or {"status": "failed"})
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
     study = st.STUDIES["table2"]
     jobs = st.plan_study(study, ["lfw"], tmp_path, "tiny", [0], kimg=0.05)[:2]
     for threads, n_jobs, expected in [(None, 2, 4), (None, 1, 8), (6, 2, 3), (1, 2, 1), (3, 1, 3)]:
@@ -402,10 +415,89 @@ def test_study_names_every_code_version_with_its_runs():
         "Trained with 3 code versions; compare runs only within one: "
         "fakeclr 0.1.0 at aaaaaaa, torch 2.13.0: d/x-seed0, d/y-seed0; "
         "fakeclr 0.1.0 at aaaaaaa, torch 2.13.0, then from kimg 20 fakeclr 0.1.0 at bbbbbbb, torch 2.13.0: d/x-seed1; "
-        "unrecorded: d/y-seed1.")
+        "an unrecorded version of fakeclr: d/y-seed1.")
+    assert st.code_summary([{"label": "d/y-seed1", "status": "done", "code": None}]) == (
+        "Trained with an unrecorded version of fakeclr.")
     # The same code on other kernels trains another network: named apart.
     on = {**a, "kernels": "cpu AVX2"}
     assert st.code_summary([runs[0], {"label": "d/x-seed2", "status": "done", "code": [on]}]) == (
         "Trained with 2 code versions; compare runs only within one: "
         "fakeclr 0.1.0 at aaaaaaa, torch 2.13.0: d/x-seed0; "
         "fakeclr 0.1.0 at aaaaaaa, torch 2.13.0, cpu AVX2 kernels: d/x-seed2.")
+
+
+def test_a_run_that_fails_reports_its_sentence_in_the_output_and_study_json(tmp_path, capsys):
+    """The child process resolves the run's configuration; ``--p`` with no augmentation and a negative R1 weight
+    are refused there, and the sentence comes back in the run's failure record, not scraped from its log."""
+    (tmp_path / "s.json").write_text('{"runs": {"nop": {"aug": "none", "p": 0.5}, "neg": {"loss.r1_gamma": -1}}}')
+    argv = ["study", str(tmp_path / "s.json"), "--outdir", str(tmp_path / "o"), "--scale", "tiny", "--data", "lfw",
+            "--seeds", "0", "--jobs", "2"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    expected = {"nop": "--p is not used by --aug none; drop it, or choose an augmentation that uses it",
+                "neg": "--gamma must be non-negative (got -1.0)."}
+    record = json.loads((tmp_path / "o" / "study.json").read_text())
+    by = {r["name"]: r for r in record["runs"]}
+    for name, sentence in expected.items():
+        assert by[name]["status"] == "failed" and sentence in by[name]["error"]
+        assert f"lfw/{name}-seed0: FAILED: {by[name]['error']}" in out
+        run = json.loads((tmp_path / "o" / "lfw" / f"{name}-seed0" / "study-run.json").read_text())
+        assert run["status"] == "failed" and run["error"] == by[name]["error"]
+    assert "Not finished" in (tmp_path / "o" / "study.html").read_text()
+    # A failure record is not "finished": the same command runs the run again.
+    assert main(argv) == 1 and "finished before" not in capsys.readouterr().out
+
+
+def test_dry_run_checks_every_run_as_train_dry_run_does(tmp_path, capsys):
+    (tmp_path / "s.json").write_text('{"runs": {"ok": {"method": "ada"}, "nop": {"aug": "none", "p": 0.5}}}')
+    argv = ["study", str(tmp_path / "s.json"), "--data", "lfw", "--outdir", str(tmp_path / "o"), "--dry-run"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("fakeclr: error: Run lfw/nop-seed0: --p is not used by --aug none")
+    assert main(["train", "--data", "lfw", "--aug", "none", "--p", "0.5", "--dry-run"]) == 2   # the same refusal
+    assert "--p is not used by --aug none" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_config_field_without_a_flag_reaches_the_runs_config(tmp_path):
+    (tmp_path / "s.json").write_text('{"runs": {"r": {"method": "fakeclr", "contrastive.radius": 0.25, '
+                                     '"loss.r1_interval": 8}}}')
+    [job] = st.plan_study(st.load_study(str(tmp_path / "s.json")), ["lfw"], tmp_path, "tiny", [0])
+    cfg = job.config()
+    assert cfg.contrastive.radius == 0.25 and cfg.loss.r1_interval == 8 and cfg.contrastive.method == "fakeclr"
+    assert "with contrastive.radius=0.25 loss.r1_interval=8" in job.command()
+
+
+def _old_train_argv(job, scale, options):
+    """The ``fakeclr train`` arguments the study gave a run before it trained through the library (written out
+    here as it was: the scale's flags, those of the augmentation section only where the run's augmentation reads
+    them, then the run's own options as flags, ``--no-X`` for False)."""
+    sc = st.SCALES[scale]
+    every = sc.eval_every
+    args = ["--preset", sc.preset, "--data", job.data, "--outdir", str(job.run_dir), "--seed", str(job.seed),
+            "--kimg", f"{job.kimg:g}", "--snap", f"{min(every, job.kimg, sc.snap):g}", "--no-tensorboard",
+            "--resolution", str(sc.resolution)]
+    own = {str(k).lstrip("-").replace("_", "-"): v for k, v in options.items()}
+    aug = own.get("aug", "ada-linear")
+    paths = {o.flag.lstrip("-"): o.path for o in config_options()}
+    merged = {k: v for k, v in sc.options.items()
+              if not paths[k].startswith("augment.") or paths[k].split(".")[1] in AUGMENTATIONS.get(aug).uses}
+    merged.update(own)
+    for key, value in merged.items():
+        args += [f"--{key}"] if value is True else [f"--no-{key}"] if value is False else [f"--{key}", str(value)]
+    return args
+
+
+@pytest.mark.parametrize("scale", ["cpu32", "tiny"])
+def test_every_table2_run_resolves_as_fakeclr_train_resolved_its_old_arguments(scale):
+    """The guard of resuming a run directory trained through ``fakeclr train`` argv: the configuration the study
+    resolves now equals the one ``fakeclr train`` resolved from the arguments the study gave it."""
+    study = st.STUDIES["table2"]
+    jobs = st.plan_study(study, ["lfw"], "/out", scale, [1])
+    assert [j.run for j in jobs] == list(study.runs)
+    for job in jobs:
+        args = make_parser().parse_args(["train", *_old_train_argv(job, scale, study.runs[job.run])])
+        old = build_train_config(args)
+        assert job.config().to_json() == old.to_json(), job.run
+        assert job.config() == old

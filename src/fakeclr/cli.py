@@ -605,7 +605,8 @@ def _add_study(sub) -> None:
                                    "continues unfinished ones. Built-in studies: " +
                                    "; ".join(f"{k}: {v.description}" for k, v in STUDIES.items()) + ".")
     p.add_argument("study", metavar="NAME_OR_SPEC", help=f"{', '.join(STUDIES)}, or a .toml/.json file of runs: "
-                                                         "name -> fakeclr train options")
+                                                         "name -> options (fakeclr train flag names or config "
+                                                         "field paths such as contrastive.lam)")
     p.add_argument("--data", action="append", default=[], help="image folder, zip or 'lfw' (repeatable)")
     p.add_argument("--outdir", required=True, help="study directory (run directories go to DIR/<data>/<run>-seed<k>)")
     p.add_argument("--scale", default="cpu32", choices=list(SCALES),
@@ -624,21 +625,23 @@ def _add_study(sub) -> None:
                    help="CPU threads for the whole study, divided between the --jobs runs (default: every core); "
                         "fewer leave cores to other work")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--dry-run", action="store_true", help="list the runs and their fakeclr train arguments, then exit")
+    p.add_argument("--dry-run", action="store_true", help="check every run's options as fakeclr train --dry-run does, "
+                                                          "list the runs and their fakeclr train arguments, then exit")
     p.set_defaults(run=_run_study)
 
 
 def _run_study(args) -> int:
     from .tools.generate import parse_seeds
-    from .tools.study import load_study, plan_study, run_study, select_runs
+    from .tools.study import check_jobs, load_study, plan_study, run_study, select_runs
     study = load_study(args.study)
     if args.runs:
         study = select_runs(study, [r.strip() for r in args.runs.split(",") if r.strip()])
     jobs = plan_study(study, args.data, args.outdir, args.scale, parse_seeds(args.seeds), args.kimg, args.num_gen,
                       args.eval_every, args.noise_seeds)
     if args.dry_run:
+        check_jobs(jobs)
         for job in jobs:
-            print(f"{job.label}: fakeclr train {' '.join(job.train_args)}  (evaluated at kimg "
+            print(f"{job.label}: {job.command()}  (evaluated at kimg "
                   f"{', '.join(f'{k:g}' for k in job.points)}{'; noise floor' if job.noise_floor else ''})")
         return 0
     record = run_study(study, jobs, args.outdir, args.jobs, args.device, threads=args.threads)

@@ -15,7 +15,6 @@ sample grid of each run beside the reals, and the configurations side by side wi
 
 from __future__ import annotations
 
-import base64
 import datetime
 import html
 import json
@@ -30,6 +29,7 @@ from typing import Any
 from ..errors import UserError
 from ..metrics.registry import higher_is_better as registry_direction
 from ..train.checkpoint import tagged_kimg
+from .pages import CSS, data_uri, html_table, md_table
 
 # Keys of a flat metric record that are bookkeeping, not results.
 _NOT_METRICS = {"kimg", "cur_nimg", "nimg", "num", "time", "time_s", "total_time", "total_time_str", "timestamp", "num_gpus",
@@ -344,42 +344,6 @@ def make_plots(runs: list[Run], outdir: Path) -> list[tuple[str, Path]]:
 
 
 # ---------------------------------------------------------------------------------------------------- writing
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}
-h1{font-size:1.6em;margin-bottom:0}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:4px}
-table{border-collapse:collapse;margin:8px 0;font-size:0.92em}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#f2f2f2}tr.diff td{background:#fff6d6}td.best{font-weight:bold;background:#e5f5e0}
-.muted{color:#777;font-size:0.9em}.samples{display:flex;flex-wrap:wrap;gap:16px}
-figure{margin:0}figure img{image-rendering:pixelated;border:1px solid #ccc;max-width:640px;width:100%}
-figcaption{font-size:0.9em;color:#444}img.plot{max-width:100%}code{font-size:0.95em}
-"""
-
-
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-def _html_table(header: list[str], rows: list[list[str]], classes: list[list[str]] | None = None,
-                row_classes: list[str] | None = None) -> str:
-    e = html.escape
-    out = ["<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"]
-    for i, row in enumerate(rows):
-        rc = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
-        cells = "".join((f'<td class="{classes[i][j]}">' if classes and classes[i][j] else "<td>") + e(c) + "</td>"
-                        for j, c in enumerate(row))
-        out.append(f"<tr{rc}>{cells}</tr>")
-    return "\n".join(out) + "</table>"
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|")
-    lines = ["| " + " | ".join(map(esc, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def _sample_figures(runs: list[Run]) -> list[tuple[str, Path]]:
     """``[(caption, png)]``: the reals of the first run that has them, then each run's latest fakes."""
     figs = []
@@ -428,28 +392,28 @@ def write_report(run_dirs: list[str | Path], outdir: str | Path, title: str = "f
 
     # ---- HTML
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}</title>"
-             f"<style>{_CSS}</style></head><body>",
+             f"<style>{CSS}</style></head><body>",
              f"<h1>{e(title)}</h1><p class='muted'>{len(runs)} run(s), generated {e(stamp)} by <code>fakeclr report</code></p>",
              "<ul>" + "".join(f"<li><b>{e(r.name)}</b>: <code>{e(str(r.path.resolve()))}</code></li>" for r in runs) + "</ul>",
-             "<h2>Summary</h2>", _html_table(SUMMARY_HEADER, summary_rows(runs)),
+             "<h2>Summary</h2>", html_table(SUMMARY_HEADER, summary_rows(runs)),
              "<h2>Metrics (latest snapshot; best run in bold)</h2>"]
     if metrics:
-        parts.append(_html_table(["metric"] + run_names, metric_rows, metric_classes))
+        parts.append(html_table(["metric"] + run_names, metric_rows, metric_classes))
         parts.append("<p class='muted'>↓ lower is better, ↑ higher is better; (best …) is the run's best snapshot.</p>")
     else:
         parts.append("<p class='muted'>No metric-*.jsonl files in these runs yet.</p>")
     parts.append("<h2>Plots</h2>")
     for ptitle, p in plots:
-        parts.append(f"<h3>{e(ptitle)}</h3><img class='plot' alt='{e(ptitle)}' src='{_data_uri(p)}'>")
+        parts.append(f"<h3>{e(ptitle)}</h3><img class='plot' alt='{e(ptitle)}' src='{data_uri(p)}'>")
     if not plots:
         parts.append("<p class='muted'>Nothing to plot: no stats.jsonl or metric files.</p>")
     parts.append("<h2>Samples</h2><div class='samples'>")
     for caption, p in samples:
-        parts.append(f"<figure><img alt='{e(caption)}' src='{_data_uri(p)}'><figcaption>{e(caption)}</figcaption></figure>")
+        parts.append(f"<figure><img alt='{e(caption)}' src='{data_uri(p)}'><figcaption>{e(caption)}</figcaption></figure>")
     parts.append("</div>" + ("" if samples else "<p class='muted'>No sample grids found.</p>"))
     parts.append(f"<h2>Configuration</h2><p class='muted'>{len(diff)} differing key(s) first (highlighted), "
                  f"then {len(same)} shared.</p>")
-    parts.append(_html_table(["key"] + run_names, [[k] + v for k, v in diff + same],
+    parts.append(html_table(["key"] + run_names, [[k] + v for k, v in diff + same],
                              row_classes=["diff"] * len(diff) + [""] * len(same)))
     warnings = [f"{r.name}: {w}" for r in runs for w in r.warnings]
     if warnings:
@@ -461,17 +425,17 @@ def write_report(run_dirs: list[str | Path], outdir: str | Path, title: str = "f
     # ---- Markdown
     md = [f"# {title}", "", f"{len(runs)} run(s), generated {stamp} by `fakeclr report`.", ""]
     md += [f"- **{r.name}**: `{r.path.resolve()}`" for r in runs]
-    md += ["", "## Summary", "", _md_table(SUMMARY_HEADER, summary_rows(runs)), "", "## Metrics", ""]
+    md += ["", "## Summary", "", md_table(SUMMARY_HEADER, summary_rows(runs)), "", "## Metrics", ""]
     if metrics:
         md_rows = [[row[0]] + [f"**{c}**" if cls == "best" else c for c, cls in zip(row[1:], classes[1:])]
                    for row, classes in zip(metric_rows, metric_classes)]
-        md += [_md_table(["metric"] + run_names, md_rows), "", "Best run per metric in bold (↓ lower / ↑ higher is better)."]
+        md += [md_table(["metric"] + run_names, md_rows), "", "Best run per metric in bold (↓ lower / ↑ higher is better)."]
     else:
         md.append("No metric-*.jsonl files yet.")
     md += ["", "## Plots", ""] + [f"![{t}](plots/{p.name})" for t, p in plots]
     md += ["", "## Samples", ""] + [f"![{c}](samples/{p.name})  \n{c}\n" for c, p in sample_copies]
     md += ["", "## Configuration (differing keys)", ""]
-    md.append(_md_table(["key"] + run_names, [[k] + v for k, v in diff]) if diff else "All configurations are equal.")
+    md.append(md_table(["key"] + run_names, [[k] + v for k, v in diff]) if diff else "All configurations are equal.")
     md_path = outdir / "report.md"
     md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
     return ReportFiles(html_path, md_path, [p for _, p in plots])

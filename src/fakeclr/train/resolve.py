@@ -19,7 +19,7 @@ from ..config import (AUGMENTATIONS, InitConfig, TrainConfig, method_config, opt
 from ..errors import UserError
 
 
-def _fields() -> dict[str, tuple[type, str]]:
+def settable_fields() -> dict[str, tuple[type, str]]:
     """Every settable field of :class:`TrainConfig` as ``{path: (value type, how a user names it)}``: its flag
     where it has one, else its path."""
     flags = {o.path: o.flag for o in options()}
@@ -71,7 +71,7 @@ def resolve(preset: str = "lfw-demo", overrides: Mapping[str, Any] | None = None
     Returns:
         a validated :class:`TrainConfig` with the data's resolution and channels filled in.
     """
-    fields = _fields()
+    fields = settable_fields()
     given = {}
     for path, value in (overrides or {}).items():
         if path not in fields:

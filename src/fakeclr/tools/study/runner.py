@@ -1,0 +1,161 @@
+"""Running a study: every unfinished run trained and evaluated in a process of its own (``--jobs`` of them at once,
+the CPU threads divided between them), finished runs skipped, a failed run reported with its sentence while the
+others go on, and the study's pages rewritten as runs finish.
+
+The child process (``python -m fakeclr.tools.study JOB.json``, :func:`child`) reads the job as JSON (its preset,
+``overrides`` and evaluation plan), resolves and trains the configuration with the library
+(:func:`fakeclr.train.resolve.resolve`, :func:`fakeclr.train.loop.train`, which continues a run directory from its
+newest training state), evaluates it, and writes ``study-run.json``: the results (``"status": "done"``), or
+``{"status": "failed", "error": <the one-sentence error>}``. The parent reads that record; the child's output
+goes to the run's ``study.log``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ...errors import UserError
+from .plan import Job
+from .render import write_study, write_text
+from .specs import Study
+from .summary import study_record
+
+__all__ = ["run_study", "run_job", "child"]
+
+
+def _record(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / "study-run.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _finished(job: Job) -> dict[str, Any] | None:
+    """The run's ``study-run.json`` if it is finished with this plan (same kimg, points and sample count, and the
+    noise floor where the plan wants it)."""
+    rec = _record(job.run_dir)
+    if rec is None:
+        return None
+    same = (rec.get("status") == "done" and abs(float(rec.get("kimg", -1)) - job.kimg) < 1e-9
+            and rec.get("num_gen") == job.num_gen and rec.get("points") == job.points)
+    if job.noise_floor and not any(k.startswith("noise_") for k in rec.get("metrics", {})):
+        same = False
+    return rec if same else None
+
+
+def run_job(job: Job, device: str, threads: int, log) -> dict[str, Any]:
+    """Train (or continue) and evaluate one unfinished run in a child process; its study-run.json, or a failure
+    record ``{"status": "failed", "error": sentence}``."""
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    attempt = uuid.uuid4().hex                 # tells this attempt's failure record from an older one
+    spec = dict(dataclasses.asdict(job), run_dir=str(job.run_dir), device=device, attempt=attempt)
+    write_text(job.run_dir / "study-job.json", json.dumps(spec, indent=1) + "\n")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    start = time.time()
+    log(f"{job.label}: training and evaluating (log: {job.run_dir / 'study.log'})")
+    with open(job.run_dir / "study.log", "a") as out:
+        out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} fakeclr study, {threads} thread(s)\n")
+        out.flush()
+        proc = subprocess.run([sys.executable, "-m", "fakeclr.tools.study", str(job.run_dir / "study-job.json")],
+                              stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+    rec = _finished(job)
+    if proc.returncode == 0 and rec is not None:
+        log(f"{job.label}: done in {time.time() - start:.0f} s")
+        return rec
+    rec = _record(job.run_dir) or {}
+    if rec.get("status") == "failed" and rec.get("attempt") == attempt:
+        reason = rec["error"]
+    else:                                      # a bug (its traceback is in the log) or a killed process
+        reason = f"its process ended with exit code {proc.returncode}; see {job.run_dir / 'study.log'}."
+    log(f"{job.label}: FAILED: {reason}")
+    return {"status": "failed", "error": reason, "exit_code": proc.returncode}
+
+
+def run_study(study: Study, jobs: list[Job], outdir: str | Path, n_jobs: int = 1, device: str = "cpu",
+              stream=None, threads: int | None = None) -> dict[str, Any]:
+    """Run (or continue) every job, ``n_jobs`` at a time, then write study.json/.md/.html; the study record.
+
+    ``threads`` CPU threads in all (default: every core) are divided between the ``n_jobs`` runs, at least one
+    each; fewer leave cores to other work on the machine.
+    """
+    stream = sys.stdout if stream is None else stream
+    if n_jobs < 1:
+        raise UserError("--jobs must be at least 1.")
+    if threads is not None and threads < 1:
+        raise UserError("--threads must be at least 1.")
+    threads = max(1, (threads or os.cpu_count() or 1) // n_jobs)
+    lock = threading.Lock()
+    total = len(jobs)
+    counter = iter(range(1, total + 1))
+
+    def log(msg: str) -> None:
+        with lock:
+            print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=stream, flush=True)
+
+    results: list[dict[str, Any]] = [{"status": "pending"} for _ in jobs]
+
+    def work(index: int) -> None:
+        with lock:
+            k = next(counter)
+        skipped = _finished(jobs[index])
+        results[index] = skipped or run_job(jobs[index], device, threads, lambda m: log(f"({k}/{total}) {m}"))
+        if skipped:
+            log(f"({k}/{total}) {jobs[index].label}: finished before, skipped")
+            return
+        with lock:  # the study files are rewritten as runs finish, so a long study can be read while it runs
+            write_study(study_record(study, jobs, results), outdir)
+
+    print(f"Study {study.name}: {total} run(s) in {outdir}, {n_jobs} at a time with {threads} thread(s) each.",
+          file=stream, flush=True)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        for future in [pool.submit(work, i) for i in range(total)]:
+            future.result()
+    record = study_record(study, jobs, results)
+    files = write_study(record, outdir)
+    failed = [r for r in record["runs"] if r["status"] != "done"]
+    print(f"Study {study.name}: {total - len(failed)} of {total} run(s) finished"
+          f"{'; failed: ' + ', '.join(r['label'] for r in failed) if failed else ''}. "
+          f"Results: {files['json']}, {files['md']}, {files['html']}", file=stream, flush=True)
+    return record
+
+
+def child(job_file: str) -> int:
+    """The process of one run: resolve its configuration, train it (continuing it if stopped), evaluate it, and
+    write ``study-run.json`` (the results, or the failure's sentence); the exit code."""
+    from ... import dist
+    from ...train.loop import TrainingStopped, train
+    from .evaluate import evaluate_run
+    job = json.loads(Path(job_file).read_text())
+    run_dir = Path(job["run_dir"])
+    plan = {k: job[k] for k in ("kimg", "points", "num_gen", "run", "seed", "data")}
+    try:
+        notes: list[str] = []
+        cfg = Job(**{k: job.get(k) for k in ("run", "data", "data_name", "seed", "run_dir", "preset", "overrides",
+                                             "kimg", "points", "num_gen", "continuity_paths", "noise_floor",
+                                             "init")}).config(notes)
+        for note in notes:
+            print(f"fakeclr study: {note}", flush=True)
+        try:
+            train(cfg, run_dir, device=job["device"], tensorboard=False)
+        finally:
+            dist.shutdown()
+        rec = evaluate_run(run_dir, job["points"], job["num_gen"], job["continuity_paths"], device=job["device"],
+                           with_noise_floor=job.get("noise_floor", True))
+    except (UserError, TrainingStopped) as e:
+        print(f"fakeclr study: error: {e}", flush=True)
+        write_text(run_dir / "study-run.json", json.dumps(dict(plan, status="failed", error=str(e),
+                                                               attempt=job.get("attempt")), indent=1) + "\n")
+        return getattr(e, "exit_code", 2)
+    rec.update(plan)
+    write_text(run_dir / "study-run.json", json.dumps(rec, indent=1) + "\n")
+    return 0
