@@ -501,3 +501,30 @@ def test_every_table2_run_resolves_as_fakeclr_train_resolved_its_old_arguments(s
         old = build_train_config(args)
         assert job.config().to_json() == old.to_json(), job.run
         assert job.config() == old
+
+
+def _record_of(curves: dict[tuple[str, int], list[tuple[float, float, float]]]) -> dict:
+    """A study record of runs (name, seed) with their curves ``[(kimg, fid, kid)]``, code unrecorded."""
+    runs = [dict(_entry(name, seed, curve[-1][1], curve[-1][2]), label=f"d/{name}-seed{seed}", run_dir="/nowhere",
+                 kimg=curve[-1][0], fakes=None, code=None,
+                 curve=[{"kimg": k, "fid16_full": f, "kid16_full": c} for k, f, c in curve])
+            for (name, seed), curve in curves.items()]
+    return {"study": "s", "description": "two methods", "subject": None, "paper": None,
+            "runs_spec": {"b": {}, "a": {}}, "runs": runs, "summary": st.summarise(runs), "claims": [],
+            "compute_s": 0.0, "written": "2026-01-01 00:00:00"}
+
+
+def test_a_study_with_one_evaluation_point_shows_each_seed_side_by_side(tmp_path):
+    one = _record_of({("a", 0): [(40, 10.0, 0.015)], ("a", 1): [(40, 12.0, 0.02)], ("b", 1): [(40, 30.5, 0.1)]})
+    files = st.write_study(one, tmp_path / "one")
+    md, html = files["md"].read_text(), files["html"].read_text()
+    assert "## FID of each seed" in md and "FID vs kimg" not in md + html
+    assert (tmp_path / "one" / "study-files" / "fid_per_seed.png").stat().st_size > 1000
+    assert "| run | seed 0 | seed 1 |" in md                          # the spec's order: b before a
+    assert md.index("| b | – | 30.5 / 10 |") < md.index("| a | 10 / 1.5 | 12 / 2 |")
+    assert "<td>30.5 / 10</td>" in html
+    for text in (md, html):
+        assert "Trained with an unrecorded version of fakeclr." in text and "Trained with unrecorded" not in text
+    two = _record_of({("a", 0): [(20, 15.0, 0.03), (40, 10.0, 0.015)]})
+    md = st.write_study(two, tmp_path / "two")["md"].read_text()
+    assert "## FID vs kimg" in md and "seed 0 |" not in md

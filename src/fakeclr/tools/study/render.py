@@ -56,9 +56,79 @@ def _column_order(key: str) -> tuple[int, str]:
     return 9, key
 
 
+def _evaluated(record: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in record["runs"] if e["status"] == "done" and e["curve"]]
+
+
+def _one_point(record: dict[str, Any]) -> bool:
+    """Whether every finished run was evaluated at one point only (a curve would be one dot per run)."""
+    done = _evaluated(record)
+    return bool(done) and all(len(e["curve"]) == 1 for e in done)
+
+
+def _fid_key(point: dict[str, Any]) -> str:
+    return next(k for k in point if k.startswith("fid"))
+
+
+def _seed_tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """``[(title, header, rows)]``: per data set, each run's FID and KID (×100) of every seed side by side, for a
+    study evaluated at one point."""
+    out = []
+    done = _evaluated(record)
+    for data in sorted({e["data"] for e in done}):
+        mine = [e for e in done if e["data"] == data]
+        seeds = sorted({e["seed"] for e in mine})
+        fid = _fid_key(mine[0]["curve"][-1])
+        kid = next((k for k in mine[0]["curve"][-1] if k.startswith("kid")), None)
+        kimgs = sorted({e["curve"][-1]["kimg"] for e in mine})
+        rows = []
+        for name in [n for n in record["runs_spec"] if any(e["name"] == n for e in mine)]:
+            by_seed = {e["seed"]: e["curve"][-1] for e in mine if e["name"] == name}
+            rows.append([name] + [(f"{by_seed[s][fid]:.4g}" + (f" / {by_seed[s][kid] * 100:.3g}" if kid else ""))
+                                  if s in by_seed else "–" for s in seeds])
+        title = (f"{data}: {fid}{' / ' + kid + ' ×100' if kid else ''} of each seed at "
+                 f"{', '.join(f'{k:g}' for k in kimgs)} kimg")
+        out.append((title, ["run"] + [f"seed {s}" for s in seeds], rows))
+    return out
+
+
+def _seed_plot(record: dict[str, Any], path: Path) -> Path | None:
+    """For a study evaluated at one point: per data set, one row per run name with a dot per seed (FID)."""
+    done = _evaluated(record)
+    if not done:
+        return None
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    datas = sorted({e["data"] for e in done})
+    names = {d: [n for n in record["runs_spec"] if any(e["name"] == n and e["data"] == d for e in done)]
+             for d in datas}
+    rows = max(len(v) for v in names.values())
+    fig, axes = plt.subplots(1, len(datas), figsize=(7 * len(datas), 1.5 + 0.45 * rows), squeeze=False)
+    for ax, data in zip(axes[0], datas):
+        key = _fid_key(next(e for e in done if e["data"] == data)["curve"][-1])
+        for idx, name in enumerate(names[data]):
+            runs = sorted((e for e in done if e["name"] == name and e["data"] == data), key=lambda e: e["seed"])
+            values = [e["curve"][-1][key] for e in runs]
+            ax.scatter(values, [idx] * len(values), color=f"C{idx % 10}", s=28, zorder=3)
+            for e, v in zip(runs, values):
+                ax.annotate(f"{e['seed']}", (v, idx), textcoords="offset points", xytext=(0, 5), ha="center",
+                            fontsize=7, color="#555")
+        ax.set_yticks(range(len(names[data])), names[data])
+        ax.set_ylim(len(names[data]) - 0.5, -0.7)
+        ax.set_title(f"{data}: {key} of each seed\n(the number over a dot is its seed)", fontsize=10)
+        ax.set_xlabel(key)
+        ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _curve_plot(record: dict[str, Any], path: Path) -> Path | None:
     """FID vs kimg per data set: mean over seeds per run name, the band from the lowest to the highest seed."""
-    done = [e for e in record["runs"] if e["status"] == "done" and e["curve"]]
+    done = _evaluated(record)
     if not done:
         return None
     import matplotlib
@@ -113,7 +183,11 @@ def write_study(record: dict[str, Any], outdir: str | Path) -> dict[str, Path]:
     files = outdir / "study-files"
     write_text(outdir / "study.json", json.dumps(record, indent=1) + "\n")
     tables = _tables(record)
-    plot = _curve_plot(record, files / "fid_vs_kimg.png")
+    one_point = _one_point(record)
+    if one_point:
+        plot, plot_title = _seed_plot(record, files / "fid_per_seed.png"), "FID of each seed"
+    else:
+        plot, plot_title = _curve_plot(record, files / "fid_vs_kimg.png"), "FID vs kimg"
     grids = []
     for k, (caption, src) in enumerate(_grids(record)):
         if src.is_file():
@@ -148,8 +222,11 @@ def write_study(record: dict[str, Any], outdir: str | Path) -> dict[str, Path]:
         parts.append("<h2>Not finished</h2><ul>" + "".join(f"<li>{e(t)}</li>" for t in lines) + "</ul>")
         md += ["## Not finished", ""] + [f"- {t}" for t in lines] + [""]
     if plot:
-        parts.append(f"<h2>FID vs kimg</h2><img class='plot' alt='FID vs kimg' src='{data_uri(plot)}'>")
-        md += ["## FID vs kimg", "", f"![FID vs kimg](study-files/{plot.name})", ""]
+        parts.append(f"<h2>{plot_title}</h2><img class='plot' alt='{plot_title}' src='{data_uri(plot)}'>")
+        md += [f"## {plot_title}", "", f"![{plot_title}](study-files/{plot.name})", ""]
+    for title, header, rows in _seed_tables(record) if one_point else []:
+        parts += [f"<p>{e(title)}</p>", html_table(header, rows)]
+        md += [title, "", md_table(header, rows), ""]
     if grids:
         parts.append("<h2>Final samples</h2><div class='samples'>" + "".join(
             f"<figure><img alt='{e(c)}' src='{data_uri(p)}'><figcaption>{e(c)}</figcaption></figure>"
