@@ -314,3 +314,62 @@ def test_training_state_registry_saves_and_restores_the_same_entries(tmp_path):
     state = train(tiny(kimg=0.016), tmp_path, tensorboard=False)["state"]
     assert set(ckpt.load_state(state)) == {"format", "config", "nets", "optim", "terms", "method", "augment",
                                            "sampler", "rng", "progress"}
+
+
+def test_damaged_states_and_snapshots_are_refused(tmp_path):
+    """Bytes overwritten inside a training state or a snapshot (same size, still a readable file) are caught by the
+    checksum written with it; the newest state is then refused with one sentence (issue 27)."""
+    out = train(tiny(kimg=0.016), tmp_path, tensorboard=False)
+    for path, load in ((out["state"], ckpt.load_state), (out["network"], ckpt.load_networks)):
+        data = bytearray(path.read_bytes())
+        load(path)                                                               # intact: loads
+        middle = len(data) // 2                                                  # inside the tensor data
+        data[middle:middle + 16] = bytes(16) if data[middle:middle + 16] != bytes(16) else b"\xff" * 16
+        path.write_bytes(bytes(data))
+        with pytest.raises(UserError, match=r"is damaged: .* checksum"):
+            load(path)
+    with pytest.raises(UserError, match=r"is damaged"):
+        train(tiny(kimg=0.032), tmp_path, tensorboard=False)
+
+
+def test_a_second_training_into_a_running_directory_is_refused(tmp_path, capsys):
+    """Two `fakeclr train` into one directory: the second stops with one sentence naming the first (issue 27)."""
+    import subprocess
+    import sys
+    import time
+    from fakeclr.cli import main
+    from fakeclr.train.lock import LOCK_NAME
+    first = subprocess.Popen([sys.executable, "-m", "fakeclr", "train", "--preset", "tiny", "--data", "lfw",
+                              "--outdir", str(tmp_path), "--kimg", "0.4", "--no-tensorboard"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / LOCK_NAME).exists() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / LOCK_NAME).exists(), first.stderr.read()
+        assert main(["train", "--preset", "tiny", "--data", "lfw", "--outdir", str(tmp_path), "--kimg", "0.4",
+                     "--no-tensorboard"]) != 0
+        err = capsys.readouterr().err
+        assert f"is in use by fakeclr process {first.pid} on " in err and "Traceback" not in err
+    finally:
+        assert first.wait(timeout=600) == 0
+    assert not (tmp_path / LOCK_NAME).exists()                                    # released at the end
+    assert len((tmp_path / "stats.jsonl").read_text().splitlines()) == 10        # every tick once: one writer
+
+
+def test_a_stale_lock_is_taken_over_and_a_live_one_is_kept(tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+    from fakeclr.train.lock import LOCK_NAME
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock = tmp_path / LOCK_NAME
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": int(gone.stdout), "started": "earlier"}))
+    train(tiny(kimg=0.016), tmp_path / "", tensorboard=False)
+    assert f"from process {int(gone.stdout)}, which is no longer running" in capsys.readouterr().out
+    assert not lock.exists()
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "now"}))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(UserError, match=rf"is in use by fakeclr process {os.getpid()} .* delete .*{LOCK_NAME}"):
+        train(tiny(kimg=0.032), tmp_path, tensorboard=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and lock.exists()      # nothing written or taken

@@ -1,8 +1,11 @@
 """Files written whole or not at all: every write goes to a temporary file in the same folder and is renamed into
-place, so a crash or a full disk leaves the previous file intact."""
+place, so a crash or a full disk leaves the previous file intact. What is written can carry a checksum of its
+content (:func:`content_digest`), so that a file damaged later is recognised when it is read."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -10,7 +13,7 @@ from typing import Callable
 
 from .errors import UserError
 
-__all__ = ["atomic_write", "remove_quietly"]
+__all__ = ["atomic_write", "remove_quietly", "content_digest"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -46,3 +49,26 @@ def remove_quietly(p: str) -> None:
         os.remove(p)
     except OSError:
         pass
+
+
+def content_digest(obj) -> str:
+    """sha256 of nested dicts / lists of tensors and JSON values, as they would be read back: each tensor's name
+    path, dtype, shape and bytes; each other value's JSON. Dict order does not matter."""
+    import torch
+    h = hashlib.sha256()
+
+    def walk(path: str, x) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            h.update(f"{path}|{t.dtype}|{list(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(x, dict):
+            for k in sorted(x, key=str):
+                walk(f"{path}/{k}", x[k])
+        elif isinstance(x, (list, tuple)):
+            for i, v in enumerate(x):
+                walk(f"{path}/{i}", v)
+        else:
+            h.update(f"{path}={json.dumps(x, sort_keys=True, default=str)}|".encode())
+    walk("", obj)
+    return h.hexdigest()

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import UserError
-from .files import atomic_write
+from .files import atomic_write, content_digest
 
 __all__ = ["NETWORK_FORMAT", "save_networks", "read_network_header", "load_networks", "load_state_dict_checked"]
 
@@ -36,6 +36,7 @@ def save_networks(path: str | os.PathLike, nets: dict[str, torch.nn.Module], met
         header["nets"][name] = {"class": type(module).__name__, "config": module.config}
         for key, t in module.state_dict().items():
             tensors[f"{name}.{key}"] = t.detach().cpu().contiguous()
+    header["sha256"] = content_digest(tensors)                 # checked by load_networks
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"fakeclr": json.dumps(header)}))
 
 
@@ -68,6 +69,9 @@ def load_networks(path: str | os.PathLike, names: tuple[str, ...] | None = None,
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{path} could not be read ({e}); it may be truncated.") from e
+    if "sha256" in header and content_digest(tensors) != header["sha256"]:    # files before checksums have none
+        raise UserError(f"{path} is damaged: its tensors no longer match the checksum written with them; use another "
+                        "network snapshot of the run.")
     nets = {}
     for name in names:
         if name not in header["nets"]:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import UserError
-from ..files import atomic_write, remove_quietly
+from ..files import atomic_write, content_digest, remove_quietly
 # the network-file functions, for the loop and the tests that reach them as ckpt.*
 from ..network_file import load_networks, load_state_dict_checked, read_network_header, save_networks  # noqa: F401
 
@@ -106,6 +106,7 @@ def latest_state(run_dir: str | os.PathLike) -> Path | None:
 def save_state(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write a training state (plain dicts of tensors, numbers, strings) atomically."""
     state = {"format": STATE_FORMAT, **state}
+    state["sha256"] = content_digest(state)                    # checked by load_state
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
@@ -121,6 +122,10 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
                         "resume from an earlier training-state-*.pt.") from e
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise UserError(f"Checkpoint {path} is not a fakeclr training state (format {STATE_FORMAT} expected).")
+    written = state.pop("sha256", None)                         # states before checksums have none
+    if written is not None and content_digest(state) != written:
+        raise UserError(f"Checkpoint {path} is damaged: its content no longer matches the checksum written with it; "
+                        "resume from an earlier training-state-*.pt (--resume FILE) or a network snapshot (--init).")
     return state
 
 

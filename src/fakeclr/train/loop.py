@@ -28,6 +28,7 @@ from ..images import readable_zoom, save_grid
 from ..provenance import record_start
 from . import checkpoint as ckpt
 from .assembly import TrainingRun, build_run, gather_states, restore_run
+from .lock import RunLock
 from .loss import PHASES, PhaseContext
 from .monitor import Monitor
 from .resume import check_resumable, continue_config, resume_target
@@ -173,8 +174,35 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
     """
     stream = sys.stdout if stream is None else stream
     device = dist.init(device)
-    rank = dist.rank()
     run_dir = Path(run_dir)
+    lock = _lock(run_dir, stream)
+    try:
+        return _train(cfg, run_dir, resume, device, stop_at_kimg, tensorboard, stream, extra_terms)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock(run_dir: Path, stream) -> RunLock | None:
+    """Rank 0 takes the run directory's lock before anything is written; every process stops with the same
+    sentence when it is held by another run."""
+    lock, error = (RunLock(run_dir), None) if dist.rank() == 0 else (None, None)
+    if lock is not None:
+        try:
+            note = lock.acquire()
+            if note:
+                print(note, file=stream, flush=True)
+        except UserError as e:
+            error = str(e)
+    if dist.is_initialized():
+        error = next((m for m in dist.all_gather_object(error) if m), None)
+    if error:
+        raise UserError(error)
+    return lock
+
+
+def _train(cfg: TrainConfig, run_dir: Path, resume, device, stop_at_kimg, tensorboard, stream, extra_terms):
+    rank = dist.rank()
     resume = resume_target(resume, run_dir)
     state = ckpt.load_state(resume) if resume is not None else None
     if state is not None:
