@@ -312,7 +312,7 @@ def test_training_state_registry_saves_and_restores_the_same_entries(tmp_path):
     with pytest.raises(ValueError):
         reg.add("a", lambda: 0, lambda v: None)
     state = train(tiny(kimg=0.016), tmp_path, tensorboard=False)["state"]
-    assert set(ckpt.load_state(state)) == {"format", "config", "nets", "optim", "terms", "method", "augment",
+    assert set(ckpt.load_state(state)) == {"format", "config", "data", "nets", "optim", "terms", "method", "augment",
                                            "sampler", "rng", "progress"}
 
 
@@ -373,3 +373,31 @@ def test_a_stale_lock_is_taken_over_and_a_live_one_is_kept(tmp_path, capsys):
     with pytest.raises(UserError, match=rf"is in use by fakeclr process {os.getpid()} .* delete .*{LOCK_NAME}"):
         train(tiny(kimg=0.032), tmp_path, tensorboard=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == before and lock.exists()      # nothing written or taken
+
+
+@pytest.mark.parametrize("change,sentence", [
+    ("delete", r"it had 6 images, .* now gives 4"),
+    ("rename", r"the same number of images \(6\) but other file names"),
+    ("repaint", r"the same 6 file names, but some contents or labels differ"),
+])
+def test_a_resume_on_changed_data_is_refused_unless_accepted(tmp_path, change, sentence):
+    """The training state records the data's identity; a resume on other data stops with one sentence, and
+    --accept-data-change continues on them on purpose (issue 27)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(data / f"{i}.png")
+    cfg = tiny(kimg=0.032)
+    cfg.data.source = str(data)
+    train(cfg, tmp_path / "run", tensorboard=False, stop_at_kimg=0.016)
+    if change == "delete":
+        for i in (4, 5):
+            (data / f"{i}.png").unlink()
+    elif change == "rename":
+        (data / "5.png").rename(data / "50.png")
+    else:
+        Image.fromarray(np.zeros((16, 16), np.uint8)).save(data / "2.png")
+    with pytest.raises(UserError, match=sentence + r".*--accept-data-change"):
+        train(cfg, tmp_path / "run", tensorboard=False)
+    assert train(cfg, tmp_path / "run", tensorboard=False, accept_data_change=True)["cur_nimg"] == 32

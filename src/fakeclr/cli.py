@@ -44,6 +44,9 @@ def _add_train(sub) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
+    p.add_argument("--accept-data-change", action="store_true", help="continue a run although its data changed "
+                   "since its last training state (otherwise refused; the state records the images' names, count "
+                   "and contents)")
     # Every other flag is a config field: its spelling, help and choices live in fakeclr.config (option()).
     groups = {"": p.add_argument_group(_SECTION_TITLES[""])}
     for opt in options():
@@ -99,7 +102,8 @@ def _run_train(args) -> int:
         import torch
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        last = train(cfg, args.outdir, resume=args.resume, device=device, tensorboard=not args.no_tensorboard)
+        last = train(cfg, args.outdir, resume=args.resume, device=device, tensorboard=not args.no_tensorboard,
+                     accept_data_change=args.accept_data_change)
         if dist.rank() == 0:
             print(f"Done: {last['cur_nimg'] / 1000:g} kimg. Network: {last['network']}  State: {last['state']}  "
                   f"Sample grids: {Path(args.outdir) / 'fakes*.png'}")

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import hashlib
+
+from typing import Any, Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -29,6 +31,18 @@ class DatasetItems(Dataset):
 
     def raw_batch(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw images ``raw [B]`` (indices below N) as a new uint8 tensor ``[B, C, R, R]``."""
+        raise NotImplementedError
+
+    def identity(self) -> dict[str, Any]:
+        """What a training state records of its data, to see on resume whether they changed: the image count, a
+        sha256 of the image names, and a sha256 of the contents (:meth:`content_digest`) and labels."""
+        names = hashlib.sha256("\n".join(self.names).encode()).hexdigest()
+        content = hashlib.sha256(self.content_digest().encode())
+        content.update(self.labels.contiguous().numpy().tobytes())
+        return {"images": self.num_raw, "names": names, "content": content.hexdigest()}
+
+    def content_digest(self) -> str:
+        """A sha256 that changes when an image's content does (as cheaply as the data set can tell)."""
         raise NotImplementedError
 
     def batch(self, indices: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,6 +115,10 @@ class ImageDataset(DatasetItems):
 
     def raw_batch(self, raw: torch.Tensor) -> torch.Tensor:
         return self.images[raw]                      # advanced indexing: a copy
+
+    def content_digest(self) -> str:
+        """The decoded pixels themselves (in memory: about 1 s per GB)."""
+        return hashlib.sha256(self.images.numpy().tobytes()).hexdigest()
 
     def __repr__(self) -> str:
         return (f"ImageDataset({self.source!r}: {self.num_raw} images{' x2 mirrored' if self.mirror else ''}, "

@@ -56,6 +56,10 @@ class Source:
         """Like :meth:`open`, for reading the header only (size and mode)."""
         return self.open(name)
 
+    # How many leading fields of a stat record say something of the content (a folder's mtime does not: a copied
+    # folder is the same data).
+    content_stat_fields = 0
+
     def stat(self, name: str) -> tuple | None:
         """What image ``name`` looks like now: ``(size, mtime_ns)`` in a folder, ``(size, crc)`` in a zip, ``()``
         for the embedded set; ``None`` when it is gone."""
@@ -70,6 +74,7 @@ class Source:
 
 
 class FolderSource(Source):
+    content_stat_fields = 1                 # the size
     def __init__(self, root: Path):
         self.root = root
         self.description = str(root)
@@ -110,6 +115,7 @@ class FolderSource(Source):
 
 
 class ZipSource(Source):
+    content_stat_fields = 2                 # the size and the CRC-32
     def __init__(self, path: Path):
         self.path = path
         self.description = str(path)

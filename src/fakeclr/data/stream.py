@@ -130,6 +130,15 @@ class StreamingDataset(DatasetItems):
             out[k].numpy()[...] = self._decode(int(i))
         return out
 
+    def content_digest(self) -> str:
+        """The files' sizes as they were when the data set was opened (and a zip member's CRC-32), not their
+        pixels: a resume does not decode the data again. A folder file's modification time is left out, so that
+        a copied folder is the same data."""
+        import hashlib
+        h = hashlib.sha256(f"{self._resolution}|{self._channels}".encode())
+        h.update(np.ascontiguousarray(self._stats[:, :self._src.content_stat_fields]).tobytes())
+        return h.hexdigest()
+
     def fingerprint(self, count: int | None = None) -> str:
         """A string that changes when any of the first ``count`` files, the resolution or the channels do."""
         import hashlib

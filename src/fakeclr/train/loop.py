@@ -157,7 +157,7 @@ def train_step(run: TrainingRun, monitor: Monitor) -> None:
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = None, device: str = "cpu",
           stop_at_kimg: float | None = None, tensorboard: bool = True, stream=None,
-          extra_terms: list | None = None) -> dict[str, Any]:
+          extra_terms: list | None = None, accept_data_change: bool = False) -> dict[str, Any]:
     """Train (or continue training) a StyleGAN2 per ``cfg`` into ``run_dir``: build the run, restore its state
     (or start), then iterate with a status line every tick and a checkpoint every snapshot.
 
@@ -168,6 +168,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
         resume: a training-state file (or a run directory) to continue from.
         stop_at_kimg: stop (with a state checkpoint) once this many kimg are done, without changing the plan
             (``cfg.kimg`` still drives schedules such as ADA-linear).
+        accept_data_change: continue although the data differ from those the state was trained on (the state
+            records their identity; without this a changed data set stops the run with one sentence).
     Returns:
         ``{"cur_nimg", "iterations", "state", "network"}`` of the last checkpoint written, and ``"nets"``: this
         process's ``G``, ``D``, ``G_ema`` and the method's modules (heads, ``D_ema``, queues).
@@ -177,7 +179,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = Non
     run_dir = Path(run_dir)
     lock = _lock(run_dir, stream)
     try:
-        return _train(cfg, run_dir, resume, device, stop_at_kimg, tensorboard, stream, extra_terms)
+        return _train(cfg, run_dir, resume, device, stop_at_kimg, tensorboard, stream, extra_terms,
+                      accept_data_change)
     finally:
         if lock is not None:
             lock.release()
@@ -201,7 +204,8 @@ def _lock(run_dir: Path, stream) -> RunLock | None:
     return lock
 
 
-def _train(cfg: TrainConfig, run_dir: Path, resume, device, stop_at_kimg, tensorboard, stream, extra_terms):
+def _train(cfg: TrainConfig, run_dir: Path, resume, device, stop_at_kimg, tensorboard, stream, extra_terms,
+           accept_data_change):
     rank = dist.rank()
     resume = resume_target(resume, run_dir)
     state = ckpt.load_state(resume) if resume is not None else None
@@ -211,6 +215,9 @@ def _train(cfg: TrainConfig, run_dir: Path, resume, device, stop_at_kimg, tensor
         cfg = continue_config(saved, cfg)
     run = build_run(cfg, run_dir, device, state is None, resume, extra_terms)
     cfg = run.cfg                            # completed from the data (resolution, channels)
+    data_identity = run.data.identity()
+    if state is not None and "data" in state and not accept_data_change:
+        _check_same_data(state["data"], data_identity, cfg.data.source, resume)
     loaded = restore_run(run, state, resume)
     G_ema, method, batch = run.G_ema, run.method, run.batch
 
@@ -226,7 +233,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume, device, stop_at_kimg, tensor
     last = {"cur_nimg": run.cur_nimg, "iterations": run.iteration, "state": resume, "network": None}
 
     def save_checkpoint() -> None:
-        state_out = {"config": cfg.to_json(), **run.registry.state_dict(gather_states)}
+        state_out = {"config": cfg.to_json(), "data": data_identity, **run.registry.state_dict(gather_states)}
         net_path, path = ckpt.network_path(run_dir, run.cur_nimg), ckpt.state_path(run_dir, run.cur_nimg)
         if rank == 0:
             ckpt.save_networks(net_path, {**run.nets, **method.networks},
@@ -275,6 +282,20 @@ def _train(cfg: TrainConfig, run_dir: Path, resume, device, stop_at_kimg, tensor
             run.feed.close()                 # the streaming workers, if any
     monitor.close()
     return {**last, "nets": {**run.nets, **method.modules}}
+
+
+def _check_same_data(saved: dict, now: dict, source: str, path) -> None:
+    """One sentence when the data of a resumed run are not those its state was trained on."""
+    if saved == now:
+        return
+    if saved["images"] != now["images"]:
+        what = f"it had {saved['images']} images, {source} now gives {now['images']}"
+    elif saved["names"] != now["names"]:
+        what = f"the same number of images ({now['images']}) but other file names"
+    else:
+        what = f"the same {now['images']} file names, but some contents or labels differ"
+    raise UserError(f"The data changed since {path} was written: {what}. Restore the data to continue this run, "
+                    "train into another --outdir, or pass --accept-data-change to continue on these data on purpose.")
 
 
 def _check_boundary(run: TrainingRun, stop: _StopFlag, since_nimg: int, last_state) -> bool:
