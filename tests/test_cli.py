@@ -269,3 +269,23 @@ def test_train_flags_and_their_help_are_frozen():
     now = {s: {"help": a.help, "choices": list(a.choices) if a.choices else None}
            for a in sub.choices["train"]._actions for s in a.option_strings if s not in ("-h", "--help")}
     assert now == frozen
+
+
+def test_dataset_refuses_its_source_and_an_existing_destination(tmp_path, capsys):
+    """`fakeclr dataset` never replaces its source, and replaces an existing file only with --force (issue 27)."""
+    assert main(["dataset", "lfw", str(tmp_path / "a.zip"), "--resolution", "16", "--subset", "4"]) == 0
+    before = (tmp_path / "a.zip").read_bytes()
+    err = _error(capsys, ["dataset", str(tmp_path / "a.zip"), str(tmp_path / "a.zip"), "--resolution", "8"])
+    assert "is the source itself" in err and (tmp_path / "a.zip").read_bytes() == before
+    err = _error(capsys, ["dataset", "lfw", str(tmp_path / "a.zip"), "--resolution", "8"])
+    assert "exists; pass --force" in err and (tmp_path / "a.zip").read_bytes() == before
+    assert main(["dataset", "lfw", str(tmp_path / "a.zip"), "--resolution", "8", "--subset", "4", "--force"]) == 0
+    assert (tmp_path / "a.zip").read_bytes() != before
+    err = _error(capsys, ["dataset", "lfw", str(tmp_path / "b.zip"), "--resolution", "8", "--subset", "1000"])
+    assert "--subset 1000 asks for more images than the data have (100)" in err
+
+
+def test_cond_without_labels_is_refused(tmp_path, capsys):
+    err = _error(capsys, ["train", "--preset", "tiny", "--data", "lfw", "--cond", "--outdir", str(tmp_path / "r"),
+                          "--kimg", "0.008"])
+    assert "--cond: lfw has no labels" in err and not (tmp_path / "r" / "config.json").exists()

@@ -233,7 +233,8 @@ def test_subset_seeded_count_and_fraction(tmp_path):
     assert k == 5 and a.names == [f"img{i:02d}.png" for i in sorted(order[:5])]
     assert len(open_dataset(tmp_path / "d", subset=0.2)) == 4
     assert len(open_dataset(tmp_path / "d", subset=1.0)) == 20
-    assert len(open_dataset(tmp_path / "d", subset=100)) == 20
+    with pytest.raises(UserError, match=r"--subset 100 asks for more images than the data have \(20\)"):
+        open_dataset(tmp_path / "d", subset=100)
     assert len(open_dataset(tmp_path / "d", subset=5, mirror=True)) == 10
     for bad in (0, -3, 0.0, 1.5, True, "5"):
         with pytest.raises(UserError):
@@ -357,8 +358,8 @@ def test_prepare_failure_during_write_leaves_nothing(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(prep, "_png_bytes", explode)
-    with pytest.raises(OSError):
-        prepare_dataset(root, dest, 8)
+    with pytest.raises(UserError, match=r"Could not write .*p\.zip \(disk full\); .* earlier file of that name is intact"):
+        prepare_dataset(root, dest, 8, force=True)
     assert dest.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["p.zip", "raw"]
 
 

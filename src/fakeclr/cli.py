@@ -172,13 +172,14 @@ def _add_dataset(sub) -> None:
     p.add_argument("--subset", type=_subset, help="a count (>= 1) or a fraction (< 1) of the images")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
+    p.add_argument("--force", action="store_true", help="replace an existing destination file")
     p.set_defaults(run=_run_dataset)
 
 
 def _run_dataset(args) -> int:
     from .data import format_summary, prepare_dataset
     summary = prepare_dataset(args.source, args.dest, args.resolution, channels=args.channels,
-                              skip_bad=args.skip_bad, subset=args.subset, subset_seed=args.seed)
+                              skip_bad=args.skip_bad, subset=args.subset, subset_seed=args.seed, force=args.force)
     print(format_summary(summary))
     return 0
 

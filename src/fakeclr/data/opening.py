@@ -11,8 +11,8 @@ Defaults of :func:`open_dataset`:
 * ``channels=None`` gives 1 when every chosen image is stored as grayscale (PIL modes 1, L, LA, I, I;16, F) and 3
   otherwise (palette images count as colour).
 
-Subsets (``subset=``): ``k = min(count, N)`` for an int count, ``k = max(1, floor(fraction * N + 0.5))`` for a
-float fraction in (0, 1], where N is the number of image files found. The chosen images are the first k of
+Subsets (``subset=``): ``k = count`` for an int count (at most N; more is refused), ``k = max(1, floor(fraction *
+N + 0.5))`` for a float fraction in (0, 1], where N is the number of image files found. The chosen images are the first k of
 ``numpy.random.RandomState(subset_seed).permutation(N)`` over the name-sorted file list (NumPy keeps this legacy
 generator's stream fixed across versions), kept in name order. With ``skip_bad=True`` an unreadable pick is
 replaced by the next index of the same permutation, so the count stays k while enough readable images exist. The
@@ -66,7 +66,10 @@ def subset_indices(num: int, subset: int | float | None, seed: int = 0) -> tuple
     if isinstance(subset, (int, np.integer)):
         if subset < 1:
             raise UserError(f"Subset count must be at least 1, got {int(subset)}.")
-        k = min(int(subset), num)
+        if subset > num:
+            raise UserError(f"--subset {int(subset)} asks for more images than the data have ({num}); give at most "
+                            f"{num}, or a fraction below 1.")
+        k = int(subset)
     else:
         if not 0.0 < float(subset) <= 1.0:
             raise UserError(f"Subset fraction must be in (0, 1], got {float(subset)}; use an int for a count.")

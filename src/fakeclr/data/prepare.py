@@ -68,8 +68,11 @@ def _add(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
 def write_archive(dataset: ImageDataset, dest: str | os.PathLike) -> int:
     """Write the raw (unmirrored) images and labels of ``dataset`` to the zip ``dest`` atomically; returns bytes."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UserError(f"Could not write {dest} ({e.strerror or e}); choose a folder you can write.") from e
     try:
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w") as zf:
@@ -85,6 +88,11 @@ def write_archive(dataset: ImageDataset, dest: str | os.PathLike) -> int:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, dest)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise UserError(f"Could not write {dest} ({e.strerror or e}); free some disk space or choose another path. "
+                        "Nothing was written; an earlier file of that name is intact.") from e
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -92,7 +100,12 @@ def write_archive(dataset: ImageDataset, dest: str | os.PathLike) -> int:
     return dest.stat().st_size
 
 
-def _check_dest(dest: Path) -> None:
+def _check_dest(dest: Path, source, force: bool) -> None:
+    if source is not None and Path(os.path.expanduser(os.fspath(source))).resolve() == dest.resolve():
+        raise UserError(f"The destination {dest} is the source itself; write the archive to another path (the "
+                        "source would be replaced by its converted images).")
+    if dest.exists() and not dest.is_dir() and not force:
+        raise UserError(f"Destination '{dest}' exists; pass --force to replace it, or choose another path.")
     if dest.is_dir():
         raise UserError(f"Destination '{dest}' is a folder; give a .zip file path such as '{dest / 'data.zip'}'.")
     if dest.suffix.lower() != ".zip":
@@ -103,16 +116,17 @@ def _check_dest(dest: Path) -> None:
 
 def prepare_dataset(source: str | os.PathLike | None, dest: str | os.PathLike, resolution: int | None,
                     channels: int | None = 3, skip_bad: bool = False, subset: int | float | None = None,
-                    subset_seed: int = 0, use_labels: bool = True) -> dict:
+                    subset_seed: int = 0, use_labels: bool = True, force: bool = False) -> dict:
     """Convert ``source`` (as :func:`open_dataset` reads it) into a training archive at ``dest``.
 
     Every image is converted, centre-cropped and resized to ``resolution`` (None = native) with ``channels``
     channels (None = inferred) exactly as :func:`open_dataset` does, then stored as PNG. Nothing is written when
     anything fails. Returns a summary dict: ``source``, ``dest``, ``count``, ``resolution``, ``channels``,
     ``labels`` (bool), ``label_dim``, ``skipped`` (names of unreadable images skipped), ``num_skipped``, ``bytes``.
+    An existing ``dest`` is replaced only with ``force``; ``dest`` may not be ``source``.
     """
     dest = Path(os.path.expanduser(os.fspath(dest)))
-    _check_dest(dest)
+    _check_dest(dest, source, force)
     dataset = open_dataset(source, resolution=resolution, channels=channels, mirror=False, subset=subset,
                            subset_seed=subset_seed, skip_bad=skip_bad, use_labels=use_labels)
     size = write_archive(dataset, dest)

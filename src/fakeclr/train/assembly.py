@@ -126,6 +126,9 @@ def build_run(cfg: TrainConfig, run_dir: Path, device: torch.device, fresh: bool
                         mirror=cfg.data.mirror, subset=cfg.data.subset, subset_seed=cfg.data.subset_seed,
                         skip_bad=cfg.data.skip_bad, use_labels=cfg.data.use_labels, stream=cfg.data.stream)
     cfg.data.resolution, cfg.data.channels = data.resolution, data.num_channels
+    if cfg.data.use_labels and not data.has_labels:
+        raise UserError(f"--cond: {cfg.data.source} has no labels (a dataset.json with \"labels\" beside the images); "
+                        "drop --cond to train unconditionally, or add the labels file.")
     validate(cfg, world)
     if cfg.metrics:
         from ..metrics.registry import parse_metric_names
