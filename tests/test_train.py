@@ -401,3 +401,24 @@ def test_a_resume_on_changed_data_is_refused_unless_accepted(tmp_path, change, s
     with pytest.raises(UserError, match=sentence + r".*--accept-data-change"):
         train(cfg, tmp_path / "run", tensorboard=False)
     assert train(cfg, tmp_path / "run", tensorboard=False, accept_data_change=True)["cur_nimg"] == 32
+
+
+def test_files_of_the_wrong_kind_are_named(tmp_path):
+    """A loader given another kind of file says what it is and which command takes it (issue 27)."""
+    import pickle
+    from fakeclr.network_file import read_network_header
+    out = train(tiny(kimg=0.008), tmp_path, tensorboard=False)
+    pkl = tmp_path / "network-snapshot-000400.pkl"
+    pkl.write_bytes(pickle.dumps({"G": [1, 2]}, protocol=4))
+    png = next(tmp_path.glob("fakes*.png"))
+    with pytest.raises(UserError, match=r"is not a fakeclr network file but a fakeclr training state: continue "
+                                        r"the run with `fakeclr train --resume FILE`"):
+        read_network_header(out["state"])
+    with pytest.raises(UserError, match=r"is not a fakeclr network file but a network pickle .* `fakeclr import"):
+        read_network_header(pkl)
+    with pytest.raises(UserError, match=r"is not a training state but a network file: .*--init FILE"):
+        ckpt.load_state(out["network"])
+    with pytest.raises(UserError, match=r"is not a training state but a network pickle"):
+        ckpt.load_state(pkl)
+    with pytest.raises(UserError, match=r"is not a training state but an image"):
+        ckpt.load_state(png)

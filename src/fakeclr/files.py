@@ -13,7 +13,7 @@ from typing import Callable
 
 from .errors import UserError
 
-__all__ = ["atomic_write", "remove_quietly", "content_digest"]
+__all__ = ["atomic_write", "remove_quietly", "content_digest", "file_kind", "KIND_ADVICE"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -72,3 +72,38 @@ def content_digest(obj) -> str:
             h.update(f"{path}={json.dumps(x, sort_keys=True, default=str)}|".encode())
     walk("", obj)
     return h.hexdigest()
+
+
+def file_kind(path: str | os.PathLike) -> str:
+    """What a file is, from its first bytes: ``"pickle"`` (a network pickle of StyleGAN2-ADA / InsGen / FakeCLR),
+    ``"training-state"`` (``torch.save``'s zip with a ``data.pkl``), ``"safetensors"`` (a network file),
+    ``"zip"``, ``"image"``, ``"empty"`` or ``"other"``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(128)
+    except OSError:
+        return "other"
+    if not head:
+        return "empty"
+    if head[:1] == b"\x80":
+        return "pickle"
+    if head[:4] == b"PK\x03\x04":
+        return "training-state" if b"data.pkl" in head or b"/data/" in head else "zip"
+    if len(head) > 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 30):
+        return "safetensors"
+    if head[:8] == b"\x89PNG\r\n\x1a\n" or head[:3] == b"\xff\xd8\xff":
+        return "image"
+    return "other"
+
+
+# What to do with a file of each kind, said when a command gets the wrong one.
+KIND_ADVICE = {
+    "pickle": "a network pickle (StyleGAN2-ADA / InsGen / FakeCLR): convert it with `fakeclr import FILE "
+              "OUT.safetensors`, or fine-tune from it with `fakeclr train --init FILE`",
+    "training-state": "a fakeclr training state: continue the run with `fakeclr train --resume FILE`; the "
+                      "networks to use are in the network-snapshot-*.safetensors beside it",
+    "safetensors": "a network file: use it with generate, metrics, export or `fakeclr train --init FILE`",
+    "zip": "a zip archive (images?): train on it with `fakeclr train --data FILE`",
+    "image": "an image",
+    "empty": "empty",
+}

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import UserError
-from .files import atomic_write, content_digest
+from .files import KIND_ADVICE, atomic_write, content_digest, file_kind
 
 __all__ = ["NETWORK_FORMAT", "save_networks", "read_network_header", "load_networks", "load_state_dict_checked"]
 
@@ -46,6 +46,9 @@ def read_network_header(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Network file {path} does not exist; pass a network-snapshot-*.safetensors from a run directory.")
+    kind = file_kind(path)
+    if kind not in ("safetensors", "other"):
+        raise UserError(f"{path} is not a fakeclr network file but {KIND_ADVICE[kind]}.")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import UserError
-from ..files import atomic_write, content_digest, remove_quietly
+from ..files import KIND_ADVICE, atomic_write, content_digest, file_kind, remove_quietly
 # the network-file functions, for the loop and the tests that reach them as ckpt.*
 from ..network_file import load_networks, load_state_dict_checked, read_network_header, save_networks  # noqa: F401
 
@@ -115,6 +115,9 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Checkpoint {path} (--resume) does not exist; pass a training-state-*.pt file or a run directory.")
+    kind = file_kind(path)
+    if kind not in ("training-state", "zip", "other"):
+        raise UserError(f"Checkpoint {path} (--resume) is not a training state but {KIND_ADVICE[kind]}.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, zipfile errors ...
