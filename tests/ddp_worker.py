@@ -71,7 +71,7 @@ def main(outdir: str, method: str) -> None:
     if dist.rank() == 0:
         with open(f"{outdir}/ranks.json", "w") as f:
             json.dump(objs, f)
-    dist.shutdown()
+    dist.leave(0)                   # as `fakeclr train` ends a torchrun worker
 
 
 if __name__ == "__main__":

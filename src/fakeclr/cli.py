@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -673,12 +674,15 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import dist
     args = make_parser().parse_args(argv)
     try:
-        return args.run(args)
+        code = args.run(args)
     except UserError as e:
-        print(f"fakeclr: error: {e}", file=sys.stderr)
-        return 2
+        if os.environ.get("RANK", "0") == "0":          # under torchrun every process meets it; rank 0 says it
+            print(f"fakeclr: error: {e}", file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
         print("fakeclr: interrupted.", file=sys.stderr)
-        return 130
+        code = 130
+    return dist.leave(code)                            # a torchrun worker exits here, cleanly

@@ -42,9 +42,12 @@ class RunLock:
         self.me = {"host": socket.gethostname(), "pid": os.getpid(),
                    "started": datetime.datetime.now().isoformat(timespec="seconds")}
         self.held = False
+        self.created: list[Path] = []
 
     def acquire(self) -> str | None:
         """Take the lock; returns a message when a stale lock was taken over, ``None`` otherwise."""
+        # The folders this lock creates (the run directory and missing parents), removed again if left empty.
+        self.created = [p for p in [self.run_dir, *self.run_dir.parents] if not p.exists()]
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -89,6 +92,8 @@ class RunLock:
         if self.held and self._owner() == self.me:
             try:
                 self.path.unlink()
+                for folder in self.created:          # a run that wrote nothing leaves no empty folder behind
+                    folder.rmdir()
             except OSError:
                 pass
         self.held = False

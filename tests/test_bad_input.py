@@ -1,0 +1,163 @@
+"""Bad input across the commands, as a table: each case exits non-zero with one error sentence that names the file
+or flag at fault, prints no traceback, and writes or changes nothing (issue 27).
+
+The files the cases point at are made once per module: a tiny run (network snapshot, training state, grid), a
+network pickle, an image, a text file, an empty file, a folder. (A read-only folder is no case here: CI runs as
+root, which writes anywhere.)
+"""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakeclr.cli import main
+from fakeclr.config import preset_config
+from fakeclr.train.loop import train
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    cfg = preset_config("tiny")
+    cfg.data.source, cfg.kimg, cfg.snapshot_kimg, cfg.tick_kimg = "lfw", 0.008, 0.008, 0.008
+    out = train(cfg, root / "run", tensorboard=False)
+    (root / "net.pkl").write_bytes(pickle.dumps({"G": [1, 2, 3]}, protocol=4))
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(root / "img.png")
+    (root / "notes.txt").write_text("not an image\n")
+    (root / "empty.bin").write_bytes(b"")
+    (root / "folder").mkdir()
+    (root / "images").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(root / "images" / f"{i}.png")
+    paths = {"net": str(out["network"]), "state": str(out["state"]), "pkl": str(root / "net.pkl"),
+             "png": str(root / "img.png"), "txt": str(root / "notes.txt"), "empty": str(root / "empty.bin"),
+             "folder": str(root / "folder"), "images": str(root / "images"),
+             "missing": str(root / "missing"), "out": str(root / "out"), "run": str(root / "run")}
+    return root, paths
+
+
+def _tree(root):
+    """Every file under ``root`` with its size and modification time."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            st = os.stat(p)
+            out[p] = (st.st_size, st.st_mtime_ns)
+        for name in dirnames:
+            out[os.path.join(dirpath, name)] = "dir"
+    return out
+
+
+T = ["train", "--preset", "tiny", "--outdir", "{out}/t", "--kimg", "0.008"]
+CASES = [
+    # train: data
+    (T + ["--data", "{missing}"], "{missing}"),
+    (T + ["--data", "{folder}"], "{folder}"),
+    (T + ["--data", "{txt}"], "{txt}"),
+    (T + ["--data", "{empty}"], "{empty}"),
+    (T + ["--data", "{images}", "--cond"], "--cond"),
+    (T + ["--data", "{images}", "--subset", "10"], "--subset 10"),
+    (T + ["--data", "{images}", "--resolution", "20"], "power of two"),
+    (T + ["--data", "lfw", "--channels", "2"], "--channels"),
+    # train: options
+    (T + ["--aug", "none", "--p", "0.5"], "--p is not used by --aug none"),
+    (T + ["--aug", "ada", "--diffaugment", "color"], "--diffaugment is not used by --aug ada"),
+    (T + ["--aug", "diffaugment", "--target", "0.3"], "--target is not used by --aug diffaugment"),
+    (T + ["--aug", "ada-linear", "--ada-kimg", "10"], "--ada-kimg is not used by --aug ada-linear"),
+    (T + ["--aug", "fixed"], "--aug fixed needs --p"),
+    (T + ["--aug", "fancy"], "--aug"),
+    (T + ["--method", "simclr"], "--method"),
+    (T + ["--backbone", "biggan"], "--backbone"),
+    (T + ["--preset", "huge"], "--preset"),
+    (T + ["--batch", "6"], "--batch 6"),
+    (T + ["--batch", "0"], "--batch"),
+    (T + ["--kimg", "-1"], "--kimg"),
+    (T + ["--gamma", "-1"], "--gamma"),
+    (T + ["--pl-weight", "-2"], "--pl-weight"),
+    (T + ["--target", "1.5"], "--target"),
+    (T + ["--p", "2", "--aug", "fixed"], "--p"),
+    (T + ["--ada-kimg", "0"], "--ada-kimg"),
+    (T + ["--snap", "0"], "--snap"),
+    (T + ["--workers", "-1"], "--workers"),
+    (T + ["--freeze-d", "-1"], "--freeze-d"),
+    (T + ["--fp16-res", "9"], "--fp16-res 9"),
+    (T + ["--queue-size", "0", "--method", "fakeclr"], "--queue-size"),
+    (T + ["--tau", "0"], "--tau"),
+    (T + ["--real-in-fake-queue", "half"], "--real-in-fake-queue"),
+    (T + ["--forgetting", "always"], "--forgetting"),
+    (T + ["--metrics", "fid1m_nothing"], "fid1m_nothing"),
+    (T + ["--subset", "abc"], "--subset"),
+    (T + ["--gamma", "x"], "--gamma"),
+    # train: files
+    (T + ["--resume", "{missing}"], "{missing}"),
+    (T + ["--resume", "{net}"], "is not a training state but a network file"),
+    (T + ["--resume", "{pkl}"], "is not a training state but a network pickle"),
+    (T + ["--resume", "{png}"], "is not a training state but an image"),
+    (T + ["--resume", "{folder}"], "{folder}"),
+    (T + ["--init", "{missing}"], "{missing}"),
+    (T + ["--init", "{state}"], "training state"),
+    (["train", "--preset", "tiny", "--outdir", "{png}", "--kimg", "0.008"], "{png}"),
+    (["train", "--preset", "tiny", "--outdir", "{png}/run", "--kimg", "0.008"], "{png}"),
+    # dataset
+    (["dataset", "{missing}", "{out}/d.zip", "--resolution", "16"], "{missing}"),
+    (["dataset", "{images}", "{out}/d.zip", "--resolution", "12"], "power of two"),
+    (["dataset", "{images}", "{out}/d.tar", "--resolution", "16"], ".zip"),
+    (["dataset", "{images}", "{folder}", "--resolution", "16"], "{folder}"),
+    (["dataset", "{images}", "{png}", "--resolution", "16"], "exists; pass --force"),
+    (["dataset", "{images}", "{png}/d.zip", "--resolution", "16"], "{png}"),
+    (["dataset", "{images}", "{images}", "--resolution", "16"], "{images}"),
+    (["dataset", "{images}", "{out}/d.zip", "--channels", "2", "--resolution", "16"], "--channels"),
+    (["dataset", "{images}", "{out}/d.zip", "--resolution", "16", "--subset", "7"], "--subset 7"),
+    # generate, metrics, export, import, tools
+    (["generate", "--network", "{missing}", "--grid", "{out}/g.png"], "{missing}"),
+    (["generate", "--network", "{pkl}", "--grid", "{out}/g.png"], "fakeclr import"),
+    (["generate", "--network", "{state}", "--grid", "{out}/g.png"], "training state"),
+    (["generate", "--network", "{txt}", "--grid", "{out}/g.png"], "{txt}"),
+    (["generate", "--network", "{net}"], "--outdir"),
+    (["generate", "--network", "{net}", "--grid", "{out}/g.png", "--count", "0"], "--count"),
+    (["generate", "--network", "{net}", "--grid", "{out}/g.png", "--seeds", "a-b"], "a-b"),
+    (["generate", "--network", "{net}", "--grid", "{out}/g.png", "--class", "3"], "--class"),
+    (["generate", "--network", "{net}", "--grid", "{out}/g.png", "--trunc", "x"], "--trunc"),
+    (["metrics", "--network", "{pkl}"], "fakeclr import"),
+    (["metrics", "--network", "{net}", "--metrics", "nope"], "nope"),
+    (["metrics", "--network", "{net}", "--num-gen", "1"], "--num-gen"),
+    (["metrics", "--real", "{images}"], "--fake"),
+    (["metrics"], "--network"),
+    (["export", "{state}", "--onnx", "{out}/g.onnx"], "training state"),
+    (["export", "{missing}", "--torchscript", "{out}/g.pt"], "{missing}"),
+    (["import", "{png}", "{out}/n.safetensors"], "{png}"),
+    (["import", "{missing}", "{out}/n.safetensors"], "{missing}"),
+    (["interpolate", "--network", "{state}", "--seeds", "0,1", "--outdir", "{out}/i"], "training state"),
+    (["style-mix", "--network", "{pkl}", "--out", "{out}/s.png"], "fakeclr import"),
+    (["project", "--network", "{net}", "--target", "{missing}", "--outdir", "{out}/p"], "{missing}"),
+    (["lpips", "{png}", "{missing}"], "{missing}"),
+    (["lpips", "{png}", "{txt}"], "{txt}"),
+    (["report", "{missing}"], "{missing}"),
+    (["study", "nonexistent-study", "--outdir", "{out}/s", "--dry-run"], "nonexistent-study"),
+]
+
+
+@pytest.mark.parametrize("argv,named", CASES, ids=[" ".join(a[:1] + a[7:] if a[0] == "train" else a)[:60]
+                                                   for a, _ in CASES])
+def test_bad_input_gives_one_sentence_and_changes_nothing(files, capsys, argv, named):
+    root, paths = files
+    argv = [a.format(**paths) for a in argv]
+    named = named.format(**paths)
+    before = _tree(root)
+    try:
+        code = main(argv)
+    except SystemExit as e:                       # argparse: a usage line and its error line
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code not in (0, None), argv
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    assert lines and "error: " in lines[-1], err
+    error = lines[-1] if lines[-1].startswith("fakeclr: error: ") else "\n".join(lines)
+    assert lines[-1].startswith("fakeclr: error: ") and len(lines) == 1 or lines[0].startswith("usage:"), err
+    assert named in error, (named, err)
+    assert _tree(root) == before, "a bad input wrote or changed files"
