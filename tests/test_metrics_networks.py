@@ -152,3 +152,24 @@ def test_inception_score_needs_the_classifier_layer(inception, monkeypatch):
     G, ds = _tiny_setup()
     with pytest.raises(UserError, match="classifier"):
         compute_metrics(["is5k"], G, ds, num_gen=2)
+
+
+def test_offline_means_no_network_access_and_says_what_to_place(tmp_path, monkeypatch):
+    """With an empty cache and FAKECLR_OFFLINE=1 nothing is fetched (no URL, no pip): one sentence names the file
+    to place and the folder (issue 27)."""
+    import subprocess
+    import urllib.request
+    from fakeclr.metrics import weights
+    monkeypatch.setenv("FAKECLR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FAKECLR_OFFLINE", "1")
+    for var in ("FAKECLR_INCEPTION", "FAKECLR_LPIPS_VGG", "FAKECLR_LPIPS_ALEX"):
+        monkeypatch.delenv(var, raising=False)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"network access while offline: {args[:1]}")
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(subprocess, "run", no_network)
+    for name in weights.NETWORKS:
+        spec = weights.NETWORKS[name]
+        with pytest.raises(UserError, match=rf"place {spec.source_names[0]}.* in {tmp_path / 'cache' / 'networks'}"):
+            weights.resolve_network(name)

