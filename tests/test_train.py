@@ -422,3 +422,21 @@ def test_files_of_the_wrong_kind_are_named(tmp_path):
         ckpt.load_state(pkl)
     with pytest.raises(UserError, match=r"is not a training state but an image"):
         ckpt.load_state(png)
+
+
+def test_a_log_that_cannot_be_written_stops_with_one_sentence(tmp_path, monkeypatch):
+    """The logs (stats.jsonl, code.jsonl, metric-*.jsonl) are appended through files.append_line: a full disk is one
+    sentence naming the file (issue 27)."""
+    import builtins
+    from fakeclr import files
+    real_open = builtins.open
+
+    def full_disk(path, mode="r", *args, **kwargs):
+        if str(path).endswith("stats.jsonl") and "a" in mode:
+            raise OSError(28, "No space left on device")
+        return real_open(path, mode, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", full_disk)
+    with pytest.raises(UserError, match=r"Could not write .*stats\.jsonl \(No space left on device\)"):
+        train(tiny(kimg=0.016), tmp_path, tensorboard=False)
+    with pytest.raises(UserError, match=r"Could not write .*x\.jsonl"):
+        files.append_line(tmp_path / "no-such-folder" / "x.jsonl", "{}")

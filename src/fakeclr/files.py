@@ -13,7 +13,7 @@ from typing import Callable
 
 from .errors import UserError
 
-__all__ = ["atomic_write", "remove_quietly", "content_digest", "file_kind", "KIND_ADVICE"]
+__all__ = ["atomic_write", "append_line", "remove_quietly", "content_digest", "file_kind", "KIND_ADVICE"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -36,6 +36,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     except BaseException:
         remove_quietly(tmp)
         raise
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append ``line`` and a newline to a log (``stats.jsonl``, ``code.jsonl``, ``metric-*.jsonl``) in one write;
+    a full disk or a folder without write permission becomes one sentence naming the file."""
+    try:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    except OSError as e:
+        raise UserError(f"Could not write {path} ({e.strerror or e}); free some disk space or choose another "
+                        "--outdir. The lines before are intact.") from e
 
 
 def _umask() -> int:

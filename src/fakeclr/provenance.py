@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .files import append_line
 
 __all__ = ["CODE_LOG", "code_version", "kernels", "record_start", "recorded_code", "short"]
 
@@ -74,8 +75,7 @@ def record_start(run_dir: str | Path, kimg: float, where: str | Path | None = No
     resume; ``kernels`` of the run's ``device``)."""
     line = {"kimg": kimg, "time": time.strftime("%Y-%m-%d %H:%M:%S"), **code_version(where),
             "kernels": kernels(device)}
-    with open(Path(run_dir) / CODE_LOG, "a") as f:
-        f.write(json.dumps(line) + "\n")
+    append_line(Path(run_dir) / CODE_LOG, json.dumps(line))
     return line
 
 

@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 
 from ..errors import UserError
+from ..files import append_line
 from . import continuity as _continuity
 from .features import dataset_features, detector_tag, folder_features, generator_features, read_folder, Progress
 from .fid import fid_from_features
@@ -259,8 +260,7 @@ def append_metric_jsonl(run_dir, result: MetricResult, snapshot: str | None = No
     """Append ``result`` as one JSON line to ``run_dir/metric-<name>.jsonl`` (StyleGAN2-ADA's layout)."""
     path = Path(run_dir) / f"metric-{result.metric}.jsonl"
     record = dict(result.to_dict(), snapshot=snapshot, timestamp=time.time(), **extra)
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_line(path, json.dumps(record))
     return path
 
 

@@ -24,6 +24,7 @@ import torch
 from .. import dist
 from ..config import TrainConfig
 from ..errors import UserError
+from ..files import atomic_write
 from ..images import readable_zoom, save_grid
 from ..provenance import record_start
 from . import checkpoint as ckpt
@@ -315,7 +316,7 @@ def _announce(run: TrainingRun, resumed: bool, loaded: list[str], grid_z, grid_c
     """Rank 0 at the start: config.json, the reals and kimg-0 grids of a new run, and the opening lines."""
     cfg, run_dir, world = run.cfg, run.run_dir, dist.world_size()
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(cfg.to_json() + "\n")
+    atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(cfg.to_json() + "\n"))
     record_start(run_dir, run.cur_nimg / 1000, device=run.device)
     if not resumed:
         reals = run.data.batch(torch.arange(min(len(grid_z), len(run.data))))[0]

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import dist
+from ..files import append_line
 
 
 def _format_duration(seconds: float) -> str:
@@ -101,8 +102,7 @@ class Monitor:
                 parts.append(f"p {extra['augment_p']:.3f}")
             parts.append(f"ETA {_format_duration(eta)}")
             print("  ".join(parts), file=self.stream, flush=True)
-            with open(self.run_dir / "stats.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_line(self.run_dir / "stats.jsonl", json.dumps(record))
             if self.writer is not None:
                 for name, value in record.items():
                     if name != "kimg":
