@@ -440,3 +440,29 @@ def test_a_log_that_cannot_be_written_stops_with_one_sentence(tmp_path, monkeypa
         train(tiny(kimg=0.016), tmp_path, tensorboard=False)
     with pytest.raises(UserError, match=r"Could not write .*x\.jsonl"):
         files.append_line(tmp_path / "no-such-folder" / "x.jsonl", "{}")
+
+
+@pytest.mark.parametrize("writer", ["state", "network"])
+def test_a_full_disk_inside_torch_or_safetensors_is_one_sentence(tmp_path, monkeypatch, writer):
+    """torch.save and safetensors report a full disk as their own errors, not OSError; both become one sentence
+    and leave the earlier file and no temporary file (issue 27)."""
+    import safetensors.torch
+    from fakeclr import network_file
+    out = train(tiny(kimg=0.016), tmp_path, tensorboard=False)
+    path = out[writer]
+    before = path.read_bytes()
+    if writer == "state":
+        def full(*args, **kwargs):
+            raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing "
+                               "file data/3: file write failed")
+        monkeypatch.setattr(torch, "save", full)
+        save = lambda: ckpt.save_state(path, {"x": torch.zeros(1)})              # noqa: E731
+    else:
+        def full(*args, **kwargs):
+            raise safetensors.SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                                              'message: "No space left on device" })')
+        monkeypatch.setattr(network_file, "save_file", full)
+        save = lambda: ckpt.save_networks(path, ckpt.load_networks(path))       # noqa: E731
+    with pytest.raises(UserError, match=rf"Could not write .*{path.name} \((No space left on device|the write failed)\)"):
+        save()
+    assert path.read_bytes() == before and not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -29,13 +30,32 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file what open() would have given it
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         remove_quietly(tmp)
-        raise UserError(f"Could not write {path} ({e.strerror or e}); free some disk space or choose another "
+        reason = _write_failure(e, path.parent)
+        if reason is None:
+            raise
+        raise UserError(f"Could not write {path} ({reason}); free some disk space or choose another "
                         f"--outdir. Any earlier file of that name is intact.") from e
-    except BaseException:
-        remove_quietly(tmp)
-        raise
+
+
+# How the writers of our files report a failed write when it is not an OSError: torch.save ("PytorchStreamWriter
+# failed writing file", "unexpected pos"), safetensors ("IoError(Os { code: 28 ...").
+_WRITE_FAILURES = ("no space left", "os error", "ioerror", "failed writing", "file write failed", "unexpected pos")
+
+
+def _write_failure(e: BaseException, folder: Path) -> str | None:
+    """The reason a write failed, in a few words, or ``None`` when ``e`` is not a failed write (a bug)."""
+    if isinstance(e, OSError):
+        return e.strerror or str(e)
+    text = str(e).lower()
+    if not isinstance(e, Exception) or not any(marker in text for marker in _WRITE_FAILURES):
+        return None
+    try:
+        full = shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        full = False
+    return "No space left on device" if full or "no space left" in text or "code: 28" in text else "the write failed"
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
