@@ -138,6 +138,13 @@ CASES = [
     (["lpips", "{png}", "{txt}"], "{txt}"),
     (["report", "{missing}"], "{missing}"),
     (["study", "nonexistent-study", "--outdir", "{out}/s", "--dry-run"], "nonexistent-study"),
+    # outputs through a file where a folder should be
+    (["generate", "--network", "{net}", "--outdir", "{txt}", "--count", "2"], "{txt}"),
+    (["generate", "--network", "{net}", "--grid", "{txt}/g.png", "--count", "2"], "{txt}"),
+    (["interpolate", "--network", "{net}", "--seeds", "0,1", "--outdir", "{txt}"], "{txt}"),
+    (["style-mix", "--network", "{net}", "--out", "{txt}/x.png"], "{txt}"),
+    (["export", "{net}", "--torchscript", "{txt}/g.pt"], "{txt}"),
+    (["report", "{run}", "--out", "{txt}"], "{txt}"),
 ]
 
 

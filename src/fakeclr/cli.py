@@ -682,6 +682,12 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RANK", "0") == "0":          # under torchrun every process meets it; rank 0 says it
             print(f"fakeclr: error: {e}", file=sys.stderr)
         code = 2
+    except OSError as e:                               # a path the user gave: a file where a folder goes, ...
+        if os.environ.get("RANK", "0") == "0":
+            where = f"{e.filename}: " if e.filename else ""
+            print(f"fakeclr: error: {where}{e.strerror or e}; check the path you gave (a file where a folder should "
+                  "be, a folder without write permission, a full disk).", file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
         print("fakeclr: interrupted.", file=sys.stderr)
         code = 130
