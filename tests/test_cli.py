@@ -15,7 +15,7 @@ TRAIN_FLAGS = {
     "--dry-run", "-h", "--help", "--method", "--perturbation", "--forgetting", "--queue-size", "--queue-sizer",
     "--cl-on-g", "--no-cl-on-g", "--lw-real", "--lw-fake", "--lw-fake-on-g", "--tau", "--tau-m", "--mixing",
     "--real-in-fake-queue", "--reuse-forward", "--no-reuse-forward", "--ada-kimg", "--subset-seed", "--init", "--freeze-d", "--fp16-res", "--nhwc", "--no-nhwc",
-    "--stream", "--no-stream", "--workers",
+    "--stream", "--no-stream", "--workers", "--d-architecture",
 }
 
 
@@ -210,7 +210,7 @@ def test_every_option_flag_sets_its_own_field_and_nothing_else(tmp_path, capsys)
     assert main(base_argv) == 0
     base = _flat(json.loads(capsys.readouterr().out))
     opts = options()
-    assert len(opts) == 49 and len({o.flag for o in opts}) == len(opts)
+    assert len(opts) == 50 and len({o.flag for o in opts}) == len(opts)
     for opt in opts:
         if opt.switch and get_option(preset_config("tiny"), opt.path) or opt.choices and len(opt.choices) == 1:
             continue

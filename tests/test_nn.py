@@ -13,19 +13,26 @@ For each entry of ``G_CASES`` / ``D_CASES`` below, a scratch script (kept outsid
        G: training.networks.Generator(z_dim, c_dim, w_dim, img_resolution, img_channels,
               mapping_kwargs=dict(num_layers=mapping_layers),
               synthesis_kwargs=dict(channel_base, channel_max, conv_clamp, num_fp16_res=0))
-       D: training.networks.Discriminator(c_dim, img_resolution, img_channels, architecture='resnet',
+       D: training.networks.Discriminator(c_dim, img_resolution, img_channels, architecture,
               channel_base, channel_max, num_fp16_res=0, conv_clamp, cmap_dim,
               mapping_kwargs=dict(num_layers=mapping_layers),
               epilogue_kwargs=dict(mbstd_group_size, mbstd_num_channels))
 
-   and loads our state dict into it with ``strict=True`` (the key names and shapes match exactly);
+   with the case's ``architecture`` ('resnet' where the case names none; 'orig' and 'skip' for the cases named
+   so, among them ``d32_cifar``, the full-width D of the ``cifar`` preset);
+
+   loads our state dict into it with ``strict=True`` (the key names and shapes match exactly);
 3. runs the reference in eval mode on :func:`make_inputs` and stores, per case: G ``ws`` (psi 1), images with
    ``noise_mode='const'`` and ``'none'``, ``ws``/image with truncation ``psi=0.7`` (``w_avg`` filled non-zero),
    and ``w_avg`` after one update in train mode; D logits and the 4x4 features (the reference has no such
-   output, so its blocks ``b{R}..b8`` were run by hand and ``x`` taken before ``b4``). It also stores the
-   reference state-dict key names with their shapes.
+   output, so its blocks ``b{R}..b8`` were run by hand and ``x`` taken before ``b4``; with 'skip' that is before
+   the epilogue adds its ``fromrgb`` of the 4x4 image). It also stores the reference state-dict key names with
+   their shapes.
 
-Our networks are rebuilt here the same way and compared with ``ATOL``.
+The D cases with an architecture (``*_orig``, ``*_skip``, ``d32_cifar``) were added later by the same procedure,
+beside the earlier arrays, which were left as they were (the procedure, rerun on the first two D cases, gives
+their arrays bit for bit). Our networks are rebuilt here the same way and compared with ``ATOL``; every D case
+agreed with the reference to 0 when the goldens were made.
 """
 
 from __future__ import annotations
@@ -44,6 +51,10 @@ from fakeclr.nn.layers import FullyConnectedLayer, MinibatchStdLayer
 ASSET = pathlib.Path(__file__).parent / "assets" / "nn_parity.npz"
 ATOL = 1e-5
 
+# The discriminator of the `cifar` preset for CIFAR-10 (32 px, RGB, 10 classes), fp32.
+CIFAR_D = dict(c_dim=10, img_resolution=32, img_channels=3, channel_base=32768, channel_max=512,
+               mbstd_group_size=32, mbstd_num_channels=1, conv_clamp=256, architecture="orig")
+
 # Tiny configurations used for the parity goldens (name -> constructor kwargs, extra run settings).
 G_CASES = {
     "g16_rgb": dict(kwargs=dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=16, img_channels=3, mapping_layers=2,
@@ -61,6 +72,20 @@ D_CASES = {
                                       mbstd_group_size=4, mbstd_num_channels=2, cmap_dim=16, conv_clamp=2.0,
                                       mapping_layers=2),
                           batch=4, seed=4),
+    # The other two architectures of StyleGAN2 Fig. 7: 'orig' (StyleGAN2-ADA's cifar configuration) and 'skip'.
+    "d32_rgb_orig": dict(kwargs=dict(c_dim=0, img_resolution=32, img_channels=3, channel_base=1024, channel_max=64,
+                                     mbstd_group_size=2, mbstd_num_channels=1, conv_clamp=256, architecture="orig"),
+                         batch=4, seed=5),
+    "d32_grey_cond_orig": dict(kwargs=dict(c_dim=4, img_resolution=32, img_channels=1, channel_base=1024,
+                                           channel_max=64, mbstd_group_size=4, mbstd_num_channels=2, cmap_dim=16,
+                                           conv_clamp=2.0, mapping_layers=2, architecture="orig"),
+                               batch=4, seed=6),
+    "d16_rgb_skip": dict(kwargs=dict(c_dim=0, img_resolution=16, img_channels=3, channel_base=512, channel_max=64,
+                                     mbstd_group_size=2, mbstd_num_channels=1, conv_clamp=1.0, architecture="skip"),
+                         batch=4, seed=7),
+    # The `cifar` preset's D at full width, as StyleGAN2-ADA's `train.py --cfg cifar --cond 1` builds it for
+    # CIFAR-10 (test_cifar_preset_builds_the_golden_discriminator checks that the preset gives these arguments).
+    "d32_cifar": dict(kwargs=CIFAR_D, batch=4, seed=8),
 }
 
 
@@ -165,6 +190,39 @@ def test_discriminator_matches_reference(golden, name):
     _close(logits, golden[f"{name}/logits"])
     _close(feats, golden[f"{name}/features"])
     assert feats.shape[1] == D.feature_channels
+
+
+def test_cifar_preset_builds_the_golden_discriminator():
+    """The `cifar` preset's D (as a run builds it, for CIFAR-10 with labels) is the golden ``d32_cifar`` case:
+    StyleGAN2-ADA's 'orig' D of its cifar configuration. Precision is the run's (fp16 blocks compute in fp32 on
+    the CPU), so only ``num_fp16_res`` differs from the case."""
+    from fakeclr.config import preset_config
+    from fakeclr.train.backbone import stylegan2_networks
+    cfg = preset_config("cifar")
+    cfg.data.channels = 3
+    _, D = stylegan2_networks(cfg, c_dim=10)
+    assert D.config == Discriminator(**CIFAR_D, num_fp16_res=4).config
+    assert D.architecture == "orig" and not any(".skip." in k for k in D.state_dict())
+
+
+@pytest.mark.parametrize("architecture", ["orig", "skip"])
+def test_features_are_the_last_blocks_output_in_every_architecture(architecture):
+    """``return_features`` gives what block b8 hands to the epilogue, so the contrastive heads read the same
+    place whatever the blocks: the epilogue applied to those features gives the logits."""
+    D = Discriminator(c_dim=0, img_resolution=16, img_channels=3, mbstd_group_size=2, architecture=architecture,
+                      **SMALL).eval()
+    img = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        logits, feats = D(img, None, return_features=True)
+        x, rgb = D.b16(None, img)
+        x, rgb = D.b8(x, rgb)
+        assert torch.equal(feats, x) and (rgb is None) == (architecture == "orig")
+        assert torch.equal(D.b4(feats, rgb, None), logits)
+
+
+def test_unknown_architecture_names_the_flag():
+    with pytest.raises(UserError, match="--d-architecture"):
+        Discriminator(img_resolution=16, img_channels=3, architecture="residual", **SMALL)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -282,7 +340,8 @@ def test_noise_modes():
 
 def test_config_round_trip():
     G = _tiny_g(c_dim=2, conv_clamp=None)
-    D = Discriminator(c_dim=2, img_resolution=32, img_channels=1, mbstd_group_size=None, cmap_dim=8, **SMALL)
+    D = Discriminator(c_dim=2, img_resolution=32, img_channels=1, mbstd_group_size=None, cmap_dim=8,
+                      architecture="orig", **SMALL)
     for net, cls in ((G, Generator), (D, Discriminator)):
         cfg = json.loads(json.dumps(net.config))
         clone = cls(**cfg)

@@ -81,3 +81,42 @@ def test_file_names_of_a_run_give_their_kimg():
     assert tagged_kimg("fakes000012.png", "fakes") == 12.0
     assert tagged_kimg("fakes-final.png") is None
     assert tagged_kimg("network-snapshot-000004.safetensors", "training-state-") is None
+
+
+def test_cifar_preset_is_stylegan2_ada_cifar_configuration():
+    """Every value StyleGAN2-ADA's `train.py --cfg cifar` sets (its cfg_specs row and the cifar branch: no path
+    length, no style mixing, the 'orig' D; numbers read from the anchor at d72cc7d0), and the defaults it keeps."""
+    cfg = resolve("cifar", {"data.source": "lfw"})           # 32 px: CIFAR's size
+    n, loss, o, a = cfg.network, cfg.loss, cfg.optim, cfg.augment
+    assert (cfg.kimg, cfg.batch, n.mbstd_group_size, n.channel_base, n.channel_max) == (100000, 64, 32, 32768, 512)
+    assert (o.lr, o.beta1, o.beta2, o.eps, loss.r1_gamma) == (0.0025, 0, 0.99, 1e-8, 0.01)
+    assert (cfg.ema_kimg, cfg.ema_rampup, n.mapping_layers, n.z_dim, n.w_dim) == (500, 0.05, 2, 512, 512)
+    assert (loss.pl_weight, loss.style_mixing_prob, n.d_architecture) == (0, 0, "orig")
+    assert (n.num_fp16_res, n.conv_clamp, loss.r1_interval, loss.pl_interval) == (4, 256, 16, 4)
+    assert (a.kind, a.pipe, a.target, a.speed_kimg, a.interval, cfg.data.mirror) == ("ada", "bgc", 0.6, 500, 4, False)
+    assert resolve("cifar", {"data.source": "lfw", "network.d_architecture": "skip"}).network.d_architecture == "skip"
+    assert resolve("tiny").network.d_architecture == "resnet"
+    with pytest.raises(UserError, match=r"--d-architecture 'residual' is not one of: resnet, orig, skip\."):
+        resolve("tiny", {"network.d_architecture": "residual"})
+
+
+@pytest.mark.parametrize("architecture", ["orig", None])
+def test_init_takes_the_discriminator_architecture_of_the_file(tmp_path, architecture):
+    """`--init` builds D as the file's D, whatever the preset or --d-architecture say; a file written before D had
+    a choice (no `architecture` in its config) is a resnet D."""
+    from fakeclr.nn import Discriminator, Generator
+    from fakeclr.tools.finetune import resolve_init
+    from fakeclr.train import checkpoint as ckpt
+    from fakeclr.train.init import networks_for_run
+    kw = dict(c_dim=0, img_resolution=16, img_channels=1, channel_base=256, channel_max=32)
+    D = Discriminator(mbstd_group_size=4, architecture=architecture or "resnet", **kw)
+    path = tmp_path / "net.safetensors"
+    ckpt.save_networks(path, {"G": Generator(z_dim=32, w_dim=32, mapping_layers=2, **kw), "D": D})
+    init = resolve_init(path, tmp_path)
+    if architecture is None:
+        del init.D["architecture"]
+    cfg = resolve("tiny", {"network.d_architecture": "skip"}, init=init)
+    assert cfg.network.d_architecture == (architecture or "resnet")
+    _, D2, _, _ = networks_for_run(cfg, 0)                   # loads the file's D strictly
+    assert D2.architecture == (architecture or "resnet")
+    assert all(torch.equal(v, D.state_dict()[k]) for k, v in D2.state_dict().items())

@@ -307,15 +307,32 @@ def test_truncated_and_foreign_files(tmp_path, crafted, capsys):
     assert "torch.save archive" in capsys.readouterr().err
 
 
-def test_unsupported_discriminator_is_skipped_not_fatal(tmp_path, monkeypatch):
-    """ADA's cifar config has an 'orig' D, which fakeclr lacks: the generators still convert, with a note."""
+def test_cifar_orig_discriminator_imports(tmp_path, monkeypatch):
+    """ADA's cifar config has an 'orig' D (no skip layers): it converts with its architecture, and the converted D
+    gives the outputs of our 'orig' D with the same weights (tests/test_nn.py holds that D's anchor golden)."""
     from fakeclr.tools.importer import convert
     monkeypatch.setitem(globals(), "SG2_D_KWARGS", {**SG2_D_KWARGS, "architecture": "orig"})
+    D = fill(Discriminator(**D_KWARGS, architecture="orig"), SEEDS["D"])
     path = tmp_path / "cifar.pkl"
+    craft_pickle(path, {"G": filled("G"), "D": D, "G_ema": filled("G_ema")}, head=False)
+    res = convert(path, tmp_path / "out.safetensors")
+    assert set(res.nets) == {"G", "G_ema", "D"}
+    loaded = load_networks(res.network)["D"]
+    assert loaded.config["architecture"] == "orig"
+    img = golden_inputs()["img"]
+    with torch.no_grad():
+        assert torch.equal(loaded(img, None), D(img, None))
+
+
+def test_unsupported_discriminator_is_skipped_not_fatal(tmp_path, monkeypatch):
+    """A D with an option fakeclr's lacks (here a ReLU activation): the generators still convert, with a note."""
+    from fakeclr.tools.importer import convert
+    monkeypatch.setitem(globals(), "SG2_D_KWARGS", {**SG2_D_KWARGS, "block_kwargs": {"activation": "relu"}})
+    path = tmp_path / "relu.pkl"
     craft_pickle(path, {"G": filled("G"), "D": filled("D"), "G_ema": filled("G_ema")}, head=False)
     res = convert(path, tmp_path / "out.safetensors")
     assert set(res.nets) == {"G", "G_ema"}
-    assert any(n.startswith("D: skipped") and "architecture 'orig'" in n for n in res.notes)
+    assert any(n.startswith("D: skipped") and "activation='relu'" in n for n in res.notes)
     assert set(load_networks(res.network)) == {"G", "G_ema"}
 
 
@@ -330,3 +347,7 @@ def test_unsupported_architecture_is_named(tmp_path):
         generator_config(rec)
     with pytest.raises(UserError, match="constructor arguments"):
         generator_config(PersistentRecord("Generator", {"_init_kwargs": {"z_dim": 8}}))
+    from fakeclr.tools.importer import discriminator_config
+    with pytest.raises(UserError, match="architecture 'residual' cannot be imported; fakeclr has resnet, orig, skip"):
+        discriminator_config(PersistentRecord("Discriminator", {"_init_kwargs": {**SG2_D_KWARGS,
+                                                                                 "architecture": "residual"}}))

@@ -55,6 +55,7 @@ BACKBONES = Registry("backbone", "--backbone", [
 
 # The choices of the options below that the library's parts also check (one place for each list).
 PERTURBATIONS = ("noise", "fixed")              # latent perturbation of a fake's positive view
+D_ARCHITECTURES = ("resnet", "orig", "skip")    # StyleGAN2's discriminator blocks (SG2 Fig. 7c, 7a, 7b)
 FORGETTING_MODES = ("paper", "official", "none")  # forgetting factor of the fake queue
 QUEUE_SIZERS = ("dataset", "generated")         # diversity-aware queue size rules
 
@@ -115,6 +116,10 @@ class NetworkConfig:
     channel_max: int = 512
     conv_clamp: int | None = 256
     mbstd_group_size: int = 4
+    d_architecture: str = option("resnet", choices=D_ARCHITECTURES, help="discriminator blocks (StyleGAN2 Fig. 7): "
+                                 "resnet (residual, config F; default), orig (no skip connections: StyleGAN2-ADA's "
+                                 "cifar configuration, default in the cifar preset) or skip (the image fed to every "
+                                 "block)")
     # Mixed precision (StyleGAN2-ADA): 4x4 and 8x8 stay fp32 whatever the count.
     num_fp16_res: int = option(0, flag="--fp16-res", help="mixed precision: the N highest resolutions of G and D in "
                                "fp16 on CUDA, with conv clamp 256 (StyleGAN2-ADA; default 4 in the GPU presets, 0 in "
@@ -402,11 +407,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         augment=dict(kind="ada", target=0.6),
         kimg=25000.0, batch=64, ema_kimg=20.0, ema_rampup=None, tick_kimg=3.2, snapshot_kimg=200.0,
     ),
-    # [ADA] cifar: mb 64, mbstd 32, fmaps 1, gamma 0.01, ema 500, ramp 0.05, mapping 2, no PL reg, no style mixing.
-    # (ADA also switches D to the 'orig' architecture; fakeclr has the ResNet D only.)
+    # [ADA] cifar: mb 64, mbstd 32, fmaps 1, gamma 0.01, ema 500, ramp 0.05, mapping 2, no PL reg, no style mixing,
+    # and D's 'orig' architecture (no residual connections). Everything else is [ADA]'s default, as ours: lr 0.0025,
+    # Adam betas (0, 0.99), lazy R1 every 16, fp16 in 4 resolutions with clamp 256, ADA target 0.6 with bgc, ada_kimg
+    # 500. [ADA] splits the batch into 32 per GPU (ref_gpus 2): with one process we run one batch of 64, whose
+    # minibatch-stddev groups of 32 are the same size.
     "cifar": dict(
         data=dict(resolution=32),
-        network=dict(mapping_layers=2, channel_base=32768, channel_max=512, mbstd_group_size=32, num_fp16_res=4),
+        network=dict(mapping_layers=2, channel_base=32768, channel_max=512, mbstd_group_size=32, num_fp16_res=4,
+                     d_architecture="orig"),
         loss=dict(r1_gamma=0.01, pl_weight=0.0, style_mixing_prob=0.0),
         augment=dict(kind="ada", target=0.6),
         kimg=100000.0, batch=64, ema_kimg=500.0, ema_rampup=0.05, tick_kimg=3.2, snapshot_kimg=200.0,

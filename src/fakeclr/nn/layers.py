@@ -1,4 +1,5 @@
-"""Building blocks of the StyleGAN2 generator and discriminator (config F: "skip" G, "resnet" D).
+"""Building blocks of the StyleGAN2 generator and discriminator (config F: "skip" G, "resnet" D; D also
+"orig" and "skip").
 
 fp32 unless a block is built with ``use_fp16`` and runs on CUDA (mixed precision: :mod:`fakeclr.nn.precision`).
 
@@ -21,7 +22,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .ops import ACTIVATIONS, _padding4, _filter_size, bias_act, setup_filter, upfirdn2d, upsample2d
+from ..config import D_ARCHITECTURES
+from .ops import (ACTIVATIONS, _padding4, _filter_size, bias_act, downsample2d, setup_filter, upfirdn2d,
+                  upsample2d)
 from .precision import block_dtype
 
 __all__ = [
@@ -460,69 +463,101 @@ class MinibatchStdLayer(torch.nn.Module):
 
 
 class DiscriminatorBlock(torch.nn.Module):
-    """One resolution of the "resnet" discriminator [SG2, Fig. 7c].
+    """One resolution of the discriminator, in one of StyleGAN2's three architectures [SG2, Fig. 7]:
 
-    ``out = (conv1_down(conv0(x)) + skip_down(x)) * sqrt(0.5)``, where the skip is a bias-free 1x1 conv after FIR
-    downsampling. The top block (``in_channels == 0``) first maps the image with a 1x1 ``fromrgb`` conv.
+    - ``"resnet"`` (config F, Fig. 7c): ``out = (conv1_down(conv0(x)) + skip_down(x)) * sqrt(0.5)``, where the
+      skip is a bias-free 1x1 conv after FIR downsampling;
+    - ``"orig"`` (Fig. 7a, no skip connections; StyleGAN2-ADA's cifar configuration): ``out = conv1_down(conv0(x))``;
+    - ``"skip"`` (Fig. 7b): as ``"orig"``, with the image at this block's resolution mapped by a 1x1 ``fromrgb``
+      conv and added to ``x`` first; the image goes on FIR-downsampled to the next block.
 
-    Shapes: ``x [N, C_in or img_channels, R, R] -> [N, C_out, R/2, R/2]``.
+    The top block (``in_channels == 0``) starts from the image alone: ``x = fromrgb(img)``.
+
+    Shapes: ``x [N, C_in, R, R]`` (``None`` in the top block), ``img [N, img_channels, R, R]`` (top block and
+    ``"skip"``; ``None`` otherwise) -> ``x [N, C_out, R/2, R/2]``, ``img [N, img_channels, R/2, R/2]``
+    (``"skip"``) or ``None``.
     """
 
     def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, resolution: int, img_channels: int,
-                 activation: str = "lrelu", resample_filter: Sequence[float] = DEFAULT_FILTER,
-                 conv_clamp: float | None = None, use_fp16: bool = False, fp16_channels_last: bool = False):
+                 architecture: str = "resnet", activation: str = "lrelu",
+                 resample_filter: Sequence[float] = DEFAULT_FILTER, conv_clamp: float | None = None,
+                 use_fp16: bool = False, fp16_channels_last: bool = False):
         super().__init__()
         if in_channels not in (0, tmp_channels):
             raise ValueError("DiscriminatorBlock: in_channels must be 0 (top block) or tmp_channels")
+        if architecture not in D_ARCHITECTURES:
+            raise ValueError(f"DiscriminatorBlock: architecture must be one of {', '.join(D_ARCHITECTURES)}")
         self.in_channels, self.tmp_channels, self.out_channels = in_channels, tmp_channels, out_channels
-        self.resolution, self.img_channels = resolution, img_channels
+        self.resolution, self.img_channels, self.architecture = resolution, img_channels, architecture
         self.use_fp16, self.channels_last = use_fp16, use_fp16 and fp16_channels_last
         self.register_buffer("resample_filter", setup_filter(resample_filter))
-        if in_channels == 0:
+        if in_channels == 0 or architecture == "skip":
             self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation=activation, conv_clamp=conv_clamp)
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation=activation, conv_clamp=conv_clamp)
         self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, activation=activation, down=2,
                                  resample_filter=resample_filter, conv_clamp=conv_clamp)
-        self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter)
+        if architecture == "resnet":
+            self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2,
+                                    resample_filter=resample_filter)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` is the image for the top block, the previous block's features otherwise."""
-        reduced = block_dtype(self.use_fp16, x.device)   # None: the parameters' own dtype (fp32)
-        x = x.to(dtype=reduced or self.conv0.weight.dtype,
-                 memory_format=torch.channels_last if self.channels_last and reduced else torch.contiguous_format)
-        if self.in_channels == 0:
-            x = self.fromrgb(x)
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(x, img)`` of the next block: see the class docstring for which of them are ``None``."""
+        device = (x if x is not None else img).device
+        reduced = block_dtype(self.use_fp16, device)   # None: the parameters' own dtype (fp32)
+        dtype = reduced or self.conv0.weight.dtype
+        memory_format = torch.channels_last if self.channels_last and reduced else torch.contiguous_format
+        if x is not None:
+            x = x.to(dtype=dtype, memory_format=memory_format)
+        if hasattr(self, "fromrgb"):
+            img = img.to(dtype=dtype, memory_format=memory_format)
+            y = self.fromrgb(img)
+            x = y if x is None else x + y
+            img = downsample2d(img, self.resample_filter) if self.architecture == "skip" else None
+        if self.architecture != "resnet":
+            return self.conv1(self.conv0(x)), img
         gain = math.sqrt(0.5)  # keeps the variance of the residual sum
         y = self.skip(x, gain=gain)
-        x = self.conv1(self.conv0(x), gain=gain)
-        return y + x
+        return y + self.conv1(self.conv0(x), gain=gain), img
 
     def extra_repr(self) -> str:
-        return f"res={self.resolution}, {self.in_channels or self.img_channels}->{self.out_channels}"
+        return (f"res={self.resolution}, {self.in_channels or self.img_channels}->{self.out_channels}, "
+                f"{self.architecture}")
 
 
 class DiscriminatorEpilogue(torch.nn.Module):
-    """Final 4x4 block: minibatch stddev, 3x3 conv, dense, output layer.
+    """Final 4x4 block: (``"skip"`` architecture: the 4x4 image through a 1x1 ``fromrgb`` conv added to ``x``),
+    minibatch stddev, 3x3 conv, dense, output layer.
 
     Unconditional: the output layer gives one logit. Conditional (``cmap_dim > 0``): it gives a ``cmap_dim``
     vector that is projected on the mapped label, ``logit = <out, cmap> / sqrt(cmap_dim)`` (projection
     discriminator, Miyato & Koyama 2018).
 
-    Shapes: ``x [N, C, 4, 4], cmap [N, cmap_dim] | None -> [N, 1]``.
+    Shapes: ``x [N, C, 4, 4], img [N, img_channels, 4, 4] | None, cmap [N, cmap_dim] | None -> [N, 1]``.
     """
 
-    def __init__(self, in_channels: int, cmap_dim: int, resolution: int = 4, mbstd_group_size: int | None = 4,
-                 mbstd_num_channels: int = 1, activation: str = "lrelu", conv_clamp: float | None = None):
+    def __init__(self, in_channels: int, cmap_dim: int, resolution: int = 4, img_channels: int = 3,
+                 architecture: str = "resnet", mbstd_group_size: int | None = 4, mbstd_num_channels: int = 1,
+                 activation: str = "lrelu", conv_clamp: float | None = None):
         super().__init__()
+        if architecture not in D_ARCHITECTURES:
+            raise ValueError(f"DiscriminatorEpilogue: architecture must be one of {', '.join(D_ARCHITECTURES)}")
         self.in_channels, self.cmap_dim, self.resolution = in_channels, cmap_dim, resolution
+        self.img_channels, self.architecture = img_channels, architecture
+        if architecture == "skip":
+            self.fromrgb = Conv2dLayer(img_channels, in_channels, 1, activation=activation)
         self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
         self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation=activation,
                                 conv_clamp=conv_clamp)
         self.fc = FullyConnectedLayer(in_channels * resolution ** 2, in_channels, activation=activation)
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
-    def forward(self, x: torch.Tensor, cmap: torch.Tensor | None = None) -> torch.Tensor:
-        x = x.to(dtype=self.fc.weight.dtype, memory_format=torch.contiguous_format)   # fp32 always
+    def forward(self, x: torch.Tensor, img: torch.Tensor | None = None,
+                cmap: torch.Tensor | None = None) -> torch.Tensor:
+        dtype = self.fc.weight.dtype   # fp32 always (unless the module was cast, e.g. .double() in tests)
+        x = x.to(dtype=dtype, memory_format=torch.contiguous_format)
+        if self.architecture == "skip":
+            x = x + self.fromrgb(img.to(dtype=dtype, memory_format=torch.contiguous_format))
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.out(self.fc(self.conv(x).flatten(1)))

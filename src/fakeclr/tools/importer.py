@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import D_ARCHITECTURES
 from ..errors import UserError
 from ..safeload import RestrictedUnpickler
 
@@ -351,8 +352,9 @@ def discriminator_config(rec: PersistentRecord, name: str = "D") -> dict[str, An
     """Our :class:`~fakeclr.nn.Discriminator` kwargs from a StyleGAN2-ADA ``Discriminator`` record."""
     kw = _kwargs(rec, _D_POSITIONAL, _D_POSITIONAL[:3], name)
     arch = kw.pop("architecture", "resnet")
-    if arch != "resnet":
-        raise UserError(f"{name}: discriminator architecture '{arch}' cannot be imported; fakeclr has the 'resnet' one.")
+    if arch not in D_ARCHITECTURES:
+        raise UserError(f"{name}: discriminator architecture '{arch}' cannot be imported; fakeclr has "
+                        f"{', '.join(D_ARCHITECTURES)}.")
     bk = dict(kw.pop("block_kwargs", {}) or {})
     mk = dict(kw.pop("mapping_kwargs", {}) or {})
     ek = dict(kw.pop("epilogue_kwargs", {}) or {})
@@ -365,7 +367,7 @@ def discriminator_config(rec: PersistentRecord, name: str = "D") -> dict[str, An
                 img_channels=int(kw["img_channels"]), channel_base=int(kw.get("channel_base", 32768)),
                 channel_max=int(kw.get("channel_max", 512)), mbstd_group_size=ek.get("mbstd_group_size", 4),
                 mbstd_num_channels=int(ek.get("mbstd_num_channels", 1)), cmap_dim=kw.get("cmap_dim"),
-                conv_clamp=kw.get("conv_clamp"), mapping_layers=int(mk.get("num_layers", 8)))
+                conv_clamp=kw.get("conv_clamp"), mapping_layers=int(mk.get("num_layers", 8)), architecture=arch)
 
 
 def _json_safe(x: Any) -> Any:
@@ -407,7 +409,7 @@ def networks_from_pickle(data: dict[str, Any]) -> tuple[dict[str, torch.nn.Modul
             continue
         if kind == "G":
             cfg = generator_config(rec, name)
-        else:  # a D we cannot rebuild (e.g. ADA's cifar 'orig' D) must not block the generators
+        else:  # a D we cannot rebuild (an option our D lacks) must not block the generators
             try:
                 cfg = discriminator_config(rec, name)
             except UserError as e:

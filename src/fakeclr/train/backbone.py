@@ -43,7 +43,7 @@ def stylegan2_networks(cfg: TrainConfig, c_dim: int) -> tuple[Generator, Discrim
     common = dict(c_dim=c_dim, img_resolution=cfg.data.resolution, img_channels=cfg.data.channels,
                   channel_base=n.channel_base, channel_max=n.channel_max, conv_clamp=n.conv_clamp, **fp16)
     G = Generator(z_dim=n.z_dim, w_dim=n.w_dim, mapping_layers=n.mapping_layers, **common)
-    D = Discriminator(mbstd_group_size=n.mbstd_group_size, **common)
+    D = Discriminator(mbstd_group_size=n.mbstd_group_size, architecture=n.d_architecture, **common)
     return G, D
 
 

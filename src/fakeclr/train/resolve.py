@@ -143,4 +143,5 @@ def apply_init(cfg: TrainConfig, init: InitConfig) -> None:
     n.channel_base, n.channel_max, n.conv_clamp = g["channel_base"], g["channel_max"], g["conv_clamp"]
     if d.get("mbstd_group_size") is not None:
         n.mbstd_group_size = d["mbstd_group_size"]
+    n.d_architecture = d.get("architecture", "resnet")   # files written before D had a choice: resnet
 
