@@ -51,8 +51,9 @@ CASES: dict[str, Case] = {c.name: c for c in [
     Case("ada", "stylegan2-ada", "ada", _ADA, description="adaptive p"),
     Case("ada-fixed", "stylegan2-ada", "ada", {"augment.kind": "fixed", "augment.p": 0.5}, description="fixed p 0.5"),
     Case("ada-cond", "stylegan2-ada", "ada", _ADA, cond=True, description="adaptive p, 3 classes"),
-    Case("cifar", "stylegan2-ada", "ada", {**_ADA, "loss.pl_weight": 0.0, "loss.style_mixing_prob": 0.0},
-         description="no path length, no style mixing (StyleGAN2-ADA cifar; D stays resnet)"),
+    Case("cifar", "stylegan2-ada", "ada", {**_ADA, "loss.pl_weight": 0.0, "loss.style_mixing_prob": 0.0,
+                                           "network.d_architecture": "orig"},
+         description="no path length, no style mixing, the 'orig' D (StyleGAN2-ADA's cifar configuration)"),
     Case("insgen", "insgen", "insgen",
          {**_LINEAR, **RELEASED, "contrastive.fake_queue_keys": "query", "contrastive.queue_size": 24,
           "contrastive.real_queue_size": 24}, description="InsGen's released mechanics, queues of 24"),
@@ -130,8 +131,8 @@ def anchor_spec(case: Case, cfg: TrainConfig, c_dim: int, feature_channels: int)
     net = dict(channel_base=n.channel_base, channel_max=n.channel_max, num_fp16_res=0, conv_clamp=n.conv_clamp)
     G = dict(class_name="training.networks.Generator", z_dim=n.z_dim, w_dim=n.w_dim,
              mapping_kwargs=dict(num_layers=n.mapping_layers), synthesis_kwargs=dict(net))
-    D = dict(class_name="training.networks.Discriminator", block_kwargs={}, mapping_kwargs={},
-             epilogue_kwargs=dict(mbstd_group_size=n.mbstd_group_size), **net)
+    D = dict(class_name="training.networks.Discriminator", architecture=n.d_architecture, block_kwargs={},
+             mapping_kwargs={}, epilogue_kwargs=dict(mbstd_group_size=n.mbstd_group_size), **net)
     opt = dict(class_name="torch.optim.Adam", lr=o.lr, betas=[o.beta1, o.beta2], eps=o.eps)
     spec: dict[str, Any] = dict(
         G_kwargs=G, D_kwargs=D, G_opt_kwargs=opt, D_opt_kwargs=dict(opt),

@@ -9,7 +9,8 @@ Each anchor is a ``git clone`` at the commit of ``anchors.py`` (checked file by 
 ``--anchor-python`` (default: this interpreter; it needs torch, numpy, scipy, pillow, click, requests and psutil,
 which StyleGAN2-ADA's modules import). Prints, per case, one row per quantity: the largest absolute and relative
 difference over all phases and iterations, and the first (iteration, phase) where it exceeds the tolerance.
-``--write-golden`` keeps the anchors' traces as numbers in tests/assets/parity_golden.json (tests/test_parity.py).
+``--write-golden`` keeps the anchors' traces as numbers in tests/assets/parity_golden.json (tests/test_parity.py):
+the cases run replace theirs, the others stay as they were.
 ``--speed`` times both loops instead (one thread, rounds interleaved): sec/kimg and the ratio fakeclr / anchor.
 """
 
@@ -85,8 +86,10 @@ def parity(args, work: Path) -> int:
                 failed.append(f"{name}: {r['quantity']} at {r['first']}")
         golden[name] = golden_of(case, anchor)
     if args.write_golden:
-        GOLDEN.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
-        print(f"\nwrote {GOLDEN}")
+        kept = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {}
+        kept = {name: g for name, g in kept.items() if name in cases.CASES}
+        GOLDEN.write_text(json.dumps({**kept, **golden}, indent=1, sort_keys=True) + "\n")
+        print(f"\nwrote {', '.join(golden)} to {GOLDEN}")
     print("\nall quantities within tolerance" if not failed else "\nbeyond tolerance:\n  " + "\n  ".join(failed))
     return 1 if failed else 0
 
