@@ -220,6 +220,19 @@ def test_features_are_the_last_blocks_output_in_every_architecture(architecture)
         assert torch.equal(D.b4(feats, rgb, None), logits)
 
 
+def test_freezable_layers_follow_the_anchors_count_in_every_architecture():
+    """FreezeD's layer order is StyleGAN2-ADA's ``--freezed`` count: the layers its ``freeze_layers=k`` turns into
+    buffers as k grows, read from the anchor's networks at 16 px for k = 0..11."""
+    anchor = {"resnet": ["b16.fromrgb", "b16.conv0", "b16.conv1", "b16.skip", "b8.conv0", "b8.conv1", "b8.skip"],
+              "orig": ["b16.fromrgb", "b16.conv0", "b16.conv1", "b8.conv0", "b8.conv1"],
+              "skip": ["b16.fromrgb", "b16.conv0", "b16.conv1", "b8.fromrgb", "b8.conv0", "b8.conv1"]}
+    for architecture, layers in anchor.items():
+        D = Discriminator(img_resolution=16, img_channels=3, architecture=architecture, **SMALL)
+        assert D.layer_names() == layers, architecture
+        assert D.freeze_layers(4) == layers[:4]
+        assert {n.rsplit(".", 1)[0] for n, _ in D.named_buffers() if n.endswith("weight")} == set(layers[:4])
+
+
 def test_unknown_architecture_names_the_flag():
     with pytest.raises(UserError, match="--d-architecture"):
         Discriminator(img_resolution=16, img_channels=3, architecture="residual", **SMALL)

@@ -86,6 +86,30 @@ def test_forced_reduced_precision_is_close_to_fp32(dtype, channels_last):
     assert (img - ref_img).abs().max() > 0                                     # it did compute in reduced precision
 
 
+@pytest.mark.parametrize("architecture", ["orig", "skip"])
+def test_orig_and_skip_discriminators_in_reduced_precision(architecture):
+    """The 'orig' and 'skip' blocks cast like the resnet ones: fp16 inside b32 and b16 ('skip': the image too),
+    fp32 from b8 on and for the features; the logits stay close to fp32."""
+    torch.manual_seed(0)
+    D = Discriminator(num_fp16_res=2, mbstd_group_size=4, architecture=architecture, **KW)
+    with torch.no_grad():
+        for name, t in D.named_parameters():
+            if name.endswith("bias"):
+                t.normal_(0, 0.2)
+    img, seen = torch.randn(8, 3, 32, 32), {}
+    hooks = [D.b16.conv1.register_forward_hook(lambda m, i, o: seen.update(b16=o.dtype)),
+             D.b8.conv0.register_forward_hook(lambda m, i, o: seen.update(b8=o.dtype))]
+    with torch.no_grad():
+        ref = D(img)
+        with reduced_precision_on_cpu(torch.float16):
+            logits, feats = D(img, return_features=True)
+    for h in hooks:
+        h.remove()
+    assert seen == {"b16": torch.float16, "b8": torch.float32}
+    assert logits.dtype == feats.dtype == torch.float32
+    assert 0 < (logits - ref).abs().max() <= TOL[torch.float16]["logits"]
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_r1_and_path_length_gradients_in_reduced_precision(dtype):
     G, D = nets(2)

@@ -152,6 +152,20 @@ def test_other_augmentations_train(tmp_path, aug):
         assert state["augment"]["0"]["p"] == 0.5
 
 
+@pytest.mark.parametrize("architecture", ["orig", "skip"])
+def test_other_discriminators_train_fakeclr_and_rebuild_from_the_network_file(tmp_path, architecture):
+    """FakeCLR's heads read D's 4x4 features whatever its blocks; the snapshot rebuilds the same D."""
+    from fakeclr.config import method_config
+    cfg = tiny(kimg=0.032)
+    cfg.network.d_architecture, cfg.contrastive, cfg.optim.freeze_d = architecture, method_config("fakeclr"), 3
+    out = train(cfg, tmp_path, tensorboard=False)
+    assert ckpt.load_state(out["state"])["progress"]["iteration"] == 4
+    D = ckpt.load_networks(out["network"])["D"]
+    assert D.config["architecture"] == architecture and json.loads((tmp_path / "config.json").read_text())[
+        "network"]["d_architecture"] == architecture
+    assert all(torch.equal(v, out["nets"]["D"].state_dict()[k]) for k, v in D.state_dict().items())
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     train(tiny(kimg=0.016), tmp_path, tensorboard=False)
     other = tiny(kimg=0.032)
