@@ -19,9 +19,8 @@ For each entry of ``G_CASES`` / ``D_CASES`` below, a scratch script (kept outsid
               epilogue_kwargs=dict(mbstd_group_size, mbstd_num_channels))
 
    with the case's ``architecture`` ('resnet' where the case names none; 'orig' and 'skip' for the cases named
-   so, among them ``d32_cifar``, the full-width D of the ``cifar`` preset);
-
-   loads our state dict into it with ``strict=True`` (the key names and shapes match exactly);
+   so, and 'orig' for ``d32_cifar``, the full-width D of the ``cifar`` preset), and loads our state dict into
+   it with ``strict=True`` (the key names and shapes match exactly);
 3. runs the reference in eval mode on :func:`make_inputs` and stores, per case: G ``ws`` (psi 1), images with
    ``noise_mode='const'`` and ``'none'``, ``ws``/image with truncation ``psi=0.7`` (``w_avg`` filled non-zero),
    and ``w_avg`` after one update in train mode; D logits and the 4x4 features (the reference has no such
