@@ -494,3 +494,176 @@ def test_probe_reads_headers_only_and_agrees_with_open(tmp_path, monkeypatch):
     for (src, kw), ds in zip(cases, opened):
         assert probe_dataset(src, **kw) == (ds.resolution, ds.num_channels), (src, kw)
     assert probe_dataset(str(root)) == (32, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Packed data sets: CIFAR-10/100 python batches and IDX files (tests/packed_files.py writes them).
+
+from packed_files import (  # noqa: E402
+    CIFAR10_TRAIN, cifar10_files, cifar100_files, idx_images, py2_pickle, py3_pickle, write_folder, write_idx,
+    write_tar,
+)
+from fakeclr.data import SUBSET_RULES  # noqa: E402
+
+
+def _unpickled(files: dict[str, bytes], name: str) -> dict:
+    import pickle
+    return pickle.loads(files[name], encoding="latin1")          # the reference readers' way, as a cross-check
+
+
+def _expected_pixel(row: np.ndarray, c: int, y: int, x: int) -> int:
+    """Channel c of pixel (y, x) in a CIFAR row of 3072 bytes: plane c (R, G, B), then row-major 32 x 32."""
+    return int(row[c * 1024 + y * 32 + x])
+
+
+@pytest.mark.parametrize("as_tar", [True, False], ids=["tar.gz", "folder"])
+def test_cifar10_pixels_labels_and_order(tmp_path, as_tar):
+    files = cifar10_files(per_batch=4, test=3)
+    src = (write_tar(tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py", files) if as_tar
+           else write_folder(tmp_path / "cifar-10-batches-py", files))
+    ds = open_dataset(src)
+    assert (ds.num_raw, ds.num_channels, ds.resolution, ds.label_dim) == (20, 3, 32, 10)
+    rows = np.concatenate([_unpickled(files, n)["data"] for n in CIFAR10_TRAIN])       # batches 1..5 in order
+    labels = sum((_unpickled(files, n)["labels"] for n in CIFAR10_TRAIN), [])
+    images = ds.images.numpy()
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        for c, y, x in zip(rng.integers(0, 3, 40), rng.integers(0, 32, 40), rng.integers(0, 32, 40)):
+            assert images[i, c, y, x] == _expected_pixel(rows[i], c, y, x), (i, c, y, x)
+    assert ds.labels.argmax(1).tolist() == labels
+    assert ds.origin["format"] == "cifar-10" and ds.origin["split"] == "train" and ds.origin["images"] == 20
+    assert ds.origin["files"] == CIFAR10_TRAIN and ds.origin["class_names"][9] == "truck"
+
+    test = open_dataset(src, split="test")
+    assert test.num_raw == 3 and test.origin["split"] == "test"
+    row = _unpickled(files, "test_batch")["data"][2]
+    assert test.images[2, 1, 5, 7] == _expected_pixel(row, 1, 5, 7)
+    assert test.images[2, 2, 31, 0] == _expected_pixel(row, 2, 31, 0)
+
+
+def test_cifar_image_is_upright_with_red_green_blue_planes(tmp_path):
+    """An image whose R plane rises along x and whose G plane rises along y reads as such (not transposed)."""
+    files = cifar10_files(per_batch=1, test=1)
+    batch = _unpickled(files, "data_batch_1")
+    y, x = np.mgrid[0:32, 0:32]
+    batch["data"][0] = np.concatenate([(x * 8).ravel(), (y * 8).ravel(), np.full(1024, 77)]).astype(np.uint8)
+    files["data_batch_1"] = py2_pickle(batch)
+    img = open_dataset(write_folder(tmp_path / "c", files)).images[0].numpy().astype(int)
+    assert (img[0] == x * 8).all() and (img[1] == y * 8).all() and (img[2] == 77).all()
+
+
+def test_cifar_keys_as_bytes_from_a_python3_pickle(tmp_path):
+    files = cifar10_files(per_batch=2, test=1, dumps=py3_pickle)
+    ds = open_dataset(write_folder(tmp_path / "c", files))
+    ref = _unpickled(files, "data_batch_3")                 # bytes keys here
+    assert ds.num_raw == 10 and ds.images[4, 0, 0, 3] == _expected_pixel(ref[b"data"][0], 0, 0, 3)
+    assert ds.labels[4].argmax() == ref[b"labels"][0]
+
+
+def test_cifar100_fine_labels(tmp_path):
+    files = cifar100_files(train=6, test=2)
+    ds = open_dataset(write_tar(tmp_path / "cifar-100-python.tar.gz", "cifar-100-python", files))
+    ref = _unpickled(files, "train")
+    assert ds.num_raw == 6 and ds.label_dim == 100 and ds.labels.argmax(1).tolist() == ref["fine_labels"]
+    assert ds.origin["format"] == "cifar-100" and ds.origin["class_names"][3] == "fine3"
+    assert open_dataset(tmp_path / "cifar-100-python.tar.gz", split="test").num_raw == 2
+
+
+def test_cifar_archive_records_labels_and_origin(tmp_path, capsys):
+    from fakeclr.cli import main
+    src = write_tar(tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py", cifar10_files(per_batch=4))
+    ds = open_dataset(src)
+    assert main(["dataset", str(src), str(tmp_path / "c.zip"), "--resolution", "32"]) == 0
+    assert "CIFAR-10 train split" in capsys.readouterr().out
+    back = open_dataset(tmp_path / "c.zip")
+    assert torch.equal(back.images, ds.images) and torch.equal(back.labels, ds.labels)
+    assert back.origin == ds.origin and back.origin["format"] == "cifar-10"
+    with zipfile.ZipFile(tmp_path / "c.zip") as z:
+        doc = json.loads(z.read("dataset.json"))
+    assert doc["labels"][:2] == [["00000/img00000000.png", int(ds.labels[0].argmax())],
+                                 ["00000/img00000001.png", int(ds.labels[1].argmax())]]
+
+
+# The reference's expression, run in NumPy outside the repository: np.random.seed(0);
+# idx = np.random.choice(50000, 10000, replace=False) (DiffAugment-biggan-cifar datasets.py, --num_samples 10000).
+BIGGAN_C10_20PCT_HEAD = [11841, 19602, 45519, 25747, 42642, 31902, 30346, 12363, 32490, 26128, 14227, 26376]
+BIGGAN_C10_20PCT_SHA256 = "0758d7fdb6f63aab948a3d215c60514fc5c08ddbc82442aa27a08d80361f6ba7"   # of idx as <i8
+BIGGAN_C10_10PCT_SHA256 = "6bc58f8926f80f0b7913320eede89a0b85492fbb91844e5f6fb3e84199ce1ca5"   # k = 5000
+STYLEGAN2_ADA_C10_20PCT_HEAD = [1, 3, 6, 14, 17, 18, 22, 24, 28, 33]      # sorted(shuffle(arange)[:10000]), seed 0
+
+
+def test_subset_rules_golden_cifar10_indices():
+    import hashlib
+    from fakeclr.data.opening import _kept_order
+    for k, digest in ((10000, BIGGAN_C10_20PCT_SHA256), (5000, BIGGAN_C10_10PCT_SHA256)):
+        order, want = subset_indices(50000, k, 0)
+        drawn = _kept_order(order, order[:want], "biggan")
+        assert want == k and drawn[:12] == BIGGAN_C10_20PCT_HEAD
+        assert hashlib.sha256(np.asarray(drawn, dtype="<i8").tobytes()).hexdigest() == digest
+        kept = _kept_order(order, order[:want], "stylegan2-ada")
+        assert sorted(drawn) == kept and (k != 10000 or kept[:10] == STYLEGAN2_ADA_C10_20PCT_HEAD)
+    assert subset_indices(50000, 0.2, 0)[1] == 10000 and SUBSET_RULES == ("stylegan2-ada", "biggan")
+
+
+@pytest.mark.parametrize("rule", ["biggan", "stylegan2-ada"])
+def test_cifar_subset_by_rule_is_recorded_in_the_archive(tmp_path, rule):
+    from fakeclr.cli import main
+    src = write_tar(tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py", cifar10_files(per_batch=6))
+    full = open_dataset(src)
+    assert main(["dataset", str(src), str(tmp_path / "s.zip"), "--resolution", "32", "--subset", "7", "--seed", "3",
+                 "--subset-rule", rule]) == 0
+    state = np.random.get_state()
+    np.random.seed(3)
+    idx = np.random.choice(30, 7, replace=False).tolist()   # the reference's expression on these 30 images
+    np.random.set_state(state)
+    expect = idx if rule == "biggan" else sorted(idx)
+    back = open_dataset(tmp_path / "s.zip")
+    assert torch.equal(back.images, full.images[expect]) and torch.equal(back.labels, full.labels[expect])
+    assert back.origin["subset"] == {"rule": rule, "count": 7, "seed": 3}
+    assert back.origin["indices"] == expect and back.origin["images"] == 30 and back.origin["format"] == "cifar-10"
+
+
+def test_idx_pixels_labels_pad_and_splits(tmp_path):
+    images, labels = idx_images(5, 28, seed=1)
+    test_images, test_labels = idx_images(3, 28, seed=2)
+    folder = tmp_path / "fashion"
+    write_idx(folder, "train", images, labels)
+    write_idx(folder, "t10k", test_images, test_labels)
+    ds = open_dataset(folder, resolution=32, pad=True)
+    assert (ds.num_raw, ds.num_channels, ds.resolution) == (5, 1, 32)
+    got = ds.images.numpy()[:, 0]
+    assert (got[:, 2:30, 2:30] == images).all()            # centred: 2 zero rows and columns on each side
+    assert got[:, :2].max() == 0 and got[:, 30:].max() == 0 and got[:, :, :2].max() == 0 and got[:, :, 30:].max() == 0
+    assert ds.labels.argmax(1).tolist() == labels.tolist() and ds.origin["split"] == "train"
+    assert open_dataset(folder, pad=True).resolution == 32          # native with --pad: the power of two that holds 28
+    rgb = open_dataset(folder, resolution=32, pad=True, channels=3).images.numpy()
+    assert (rgb[:, 0] == got).all() and (rgb[:, 1] == got).all() and (rgb[:, 2] == got).all()
+    test = open_dataset(folder, resolution=32, pad=True, split="test")
+    assert (test.images.numpy()[:, 0, 2:30, 2:30] == test_images).all() and test.origin["split"] == "test"
+    named = open_dataset(folder / "t10k-images-idx3-ubyte.gz", resolution=32, pad=True)
+    assert torch.equal(named.images, test.images) and torch.equal(named.labels, test.labels)
+    resized = open_dataset(folder, resolution=32)                   # without --pad: resized, not padded
+    assert resized.images[:, :, :2].max() > 0
+
+
+def test_idx_header_is_big_endian_rows_then_columns(tmp_path):
+    """A 6-row, 10-column image (non-square, centre-cropped to 6 x 6 at columns 2..7) keeps rows and columns."""
+    from fakeclr.data.idx import parse_idx
+    from packed_files import idx_bytes
+    values = np.arange(60, dtype=np.uint8).reshape(1, 6, 10)
+    raw = idx_bytes(values)
+    assert raw[:16] == bytes([0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 6, 0, 0, 0, 10])
+    assert (parse_idx("x", raw, 3) == values).all()
+    folder = tmp_path / "m"
+    write_idx(folder, "train", values, np.array([4], np.uint8), gz=False)
+    img = open_dataset(folder, resolution=8, pad=True).images[0, 0].numpy()
+    assert (img[1:7, 1:7] == values[0, :, 2:8]).all() and img[0].max() == 0
+
+
+def test_real_fashion_mnist_when_installed():
+    folder = Path("/usr/share/datasets/fashion-mnist")
+    if not (folder / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    ds = open_dataset(folder / "t10k-images-idx3-ubyte.gz", resolution=32, pad=True)
+    assert ds.num_raw == 10000 and np.bincount(ds.labels.argmax(1).numpy()).tolist() == [1000] * 10
+    assert ds.labels.argmax(1)[:5].tolist() == [9, 2, 1, 1, 6]      # the first test labels: boot, pullover, trousers

@@ -165,13 +165,21 @@ def _run_generate(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- dataset
 def _add_dataset(sub) -> None:
-    p = sub.add_parser("dataset", help="convert an image folder or zip into a training archive")
-    p.add_argument("source", help="image folder or zip archive")
+    p = sub.add_parser("dataset", help="convert an image folder or zip, CIFAR or IDX data into a training archive")
+    p.add_argument("source", help="image folder or zip archive; cifar-10-python.tar.gz / cifar-100-python.tar.gz or "
+                   "their folder; a folder of IDX files (MNIST, Fashion-MNIST) or an ...images-idx3-ubyte[.gz] file")
     p.add_argument("dest", help="output .zip archive")
     p.add_argument("--resolution", type=int, required=True, help="output resolution (a power of two)")
     p.add_argument("--channels", type=int, default=3, choices=(1, 3))
+    p.add_argument("--split", choices=("train", "test"), help="which split of CIFAR or IDX data (default: train; "
+                   "an IDX images file named directly: its own)")
+    p.add_argument("--pad", action="store_true", help="centre images smaller than --resolution on a black canvas "
+                   "instead of resizing them (Fashion-MNIST's 28 px in 32 px)")
     p.add_argument("--subset", type=_subset, help="a count (>= 1) or a fraction (< 1) of the images")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset")
+    p.add_argument("--subset-rule", default="stylegan2-ada", choices=("stylegan2-ada", "biggan"),
+                   help="order of the subset's images: source order as StyleGAN2-ADA's --subset (default), or drawing "
+                   "order as DiffAugment's BigGAN-CIFAR --num_samples; the same images for the same seed")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of stopping")
     p.add_argument("--force", action="store_true", help="replace an existing destination file")
     p.set_defaults(run=_run_dataset)
@@ -180,7 +188,8 @@ def _add_dataset(sub) -> None:
 def _run_dataset(args) -> int:
     from .data import format_summary, prepare_dataset
     summary = prepare_dataset(args.source, args.dest, args.resolution, channels=args.channels,
-                              skip_bad=args.skip_bad, subset=args.subset, subset_seed=args.seed, force=args.force)
+                              skip_bad=args.skip_bad, subset=args.subset, subset_seed=args.seed, force=args.force,
+                              split=args.split, pad=args.pad, subset_rule=args.subset_rule)
     print(format_summary(summary))
     return 0
 

@@ -16,7 +16,13 @@ __all__ = ["DatasetItems", "ImageDataset"]
 class DatasetItems(Dataset):
     """What every data set of this package offers on top of its raw images ``[N, C, R, R]`` and ``labels``:
     ``len`` (``2 N`` with ``mirror``: item ``i >= N`` is image ``i - N`` flipped left-right, same label), the label
-    size, and :meth:`batch`. Subclasses give ``num_raw``, ``mirror``, ``labels`` and :meth:`raw_batch`."""
+    size, and :meth:`batch`. Subclasses give ``num_raw``, ``mirror``, ``labels`` and :meth:`raw_batch`.
+
+    ``origin`` says where the images came from when a file listing does not (set by
+    :func:`fakeclr.data.open_dataset`; written to a prepared archive's dataset.json): the packed data set and
+    split, the subset's rule, count and seed and the source indices it kept; None for a plain folder or zip."""
+
+    origin: dict | None = None
 
     @property
     def label_dim(self) -> int:

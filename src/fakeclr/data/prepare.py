@@ -2,7 +2,9 @@
 
 The archive layout is StyleGAN2-ADA's: image ``i`` is stored as ``f"{i // 1000:05d}/img{i:08d}.png"`` in the
 source's name order, so the archive opens to exactly the tensors the source opened to (PNG is lossless), and
-``dataset.json`` maps those names to class indices or float vectors. Entries are stored uncompressed (PNG is
+``dataset.json`` maps those names to class indices or float vectors; it also records the data set's ``origin``
+when there is one (a CIFAR or IDX split, a subset's rule, count, seed and source indices; see
+:mod:`fakeclr.data.opening`), with ``"labels": null`` if the images have none. Entries are stored uncompressed (PNG is
 already compressed) with a fixed timestamp, so the same input gives a byte-identical archive.
 
 The archive is written to a temporary file in the destination folder and moved into place with ``os.replace``:
@@ -46,15 +48,20 @@ def _png_bytes(image: np.ndarray) -> bytes:
 
 
 def _labels_json(dataset: ImageDataset) -> bytes | None:
-    """dataset.json content for the archive names, or None without labels."""
-    if not dataset.has_labels:
+    """dataset.json content for the archive names, or None without labels and origin."""
+    origin = getattr(dataset, "origin", None)
+    if not dataset.has_labels and origin is None:
         return None
-    labels = dataset.labels.numpy()
-    if dataset.label_kind == "class":
-        values = [int(i) for i in labels.argmax(axis=1)]
-    else:
-        values = [[float(x) for x in row] for row in labels]
-    doc = {"labels": [[archive_name(i), v] for i, v in enumerate(values)]}
+    doc: dict = {"labels": None}
+    if dataset.has_labels:
+        labels = dataset.labels.numpy()
+        if dataset.label_kind == "class":
+            values = [int(i) for i in labels.argmax(axis=1)]
+        else:
+            values = [[float(x) for x in row] for row in labels]
+        doc["labels"] = [[archive_name(i), v] for i, v in enumerate(values)]
+    if origin is not None:
+        doc["origin"] = origin
     return json.dumps(doc).encode("utf-8")
 
 
@@ -116,25 +123,29 @@ def _check_dest(dest: Path, source, force: bool) -> None:
 
 def prepare_dataset(source: str | os.PathLike | None, dest: str | os.PathLike, resolution: int | None,
                     channels: int | None = 3, skip_bad: bool = False, subset: int | float | None = None,
-                    subset_seed: int = 0, use_labels: bool = True, force: bool = False) -> dict:
+                    subset_seed: int = 0, use_labels: bool = True, force: bool = False, split: str | None = None,
+                    pad: bool = False, subset_rule: str = "stylegan2-ada") -> dict:
     """Convert ``source`` (as :func:`open_dataset` reads it) into a training archive at ``dest``.
 
     Every image is converted, centre-cropped and resized to ``resolution`` (None = native) with ``channels``
-    channels (None = inferred) exactly as :func:`open_dataset` does, then stored as PNG. Nothing is written when
-    anything fails. Returns a summary dict: ``source``, ``dest``, ``count``, ``resolution``, ``channels``,
-    ``labels`` (bool), ``label_dim``, ``skipped`` (names of unreadable images skipped), ``num_skipped``, ``bytes``.
+    channels (None = inferred) exactly as :func:`open_dataset` does (``split``, ``pad`` and ``subset_rule`` as
+    there), then stored as PNG. Nothing is written when anything fails. Returns a summary dict: ``source``,
+    ``dest``, ``count``, ``resolution``, ``channels``, ``labels`` (bool), ``label_dim``, ``skipped`` (names of
+    unreadable images skipped), ``num_skipped``, ``bytes``, ``origin`` (the data set's, or None).
     An existing ``dest`` is replaced only with ``force``; ``dest`` may not be ``source``.
     """
     dest = Path(os.path.expanduser(os.fspath(dest)))
     _check_dest(dest, source, force)
     dataset = open_dataset(source, resolution=resolution, channels=channels, mirror=False, subset=subset,
-                           subset_seed=subset_seed, skip_bad=skip_bad, use_labels=use_labels)
+                           subset_seed=subset_seed, skip_bad=skip_bad, use_labels=use_labels,
+                           split=split, pad=pad, subset_rule=subset_rule)
     size = write_archive(dataset, dest)
     return {
         "source": dataset.source, "dest": str(dest), "count": dataset.num_raw,
         "resolution": dataset.resolution, "channels": dataset.num_channels,
         "labels": dataset.has_labels, "label_dim": dataset.label_dim,
         "skipped": list(dataset.skipped), "num_skipped": len(dataset.skipped), "bytes": size,
+        "origin": dataset.origin,
     }
 
 
@@ -145,6 +156,14 @@ def format_summary(summary: dict) -> str:
     line = (f"Wrote {summary['count']} images ({r}x{r}, {summary['channels']} channel"
             f"{'s' if summary['channels'] != 1 else ''}, {labels}) from {summary['source']} to {summary['dest']} "
             f"({summary['bytes'] / 1e6:.1f} MB).")
+    origin = summary.get("origin") or {}
+    if "format" in origin or "subset" in origin:
+        what = f"{origin['format'].upper()} {origin['split']} split" if "format" in origin else "the source"
+        sub = origin.get("subset")
+        if sub:
+            what += (f", subset of {sub['count']} of {origin['images']} images by the {sub['rule']} rule with seed "
+                     f"{sub['seed']}")
+        line += f"\nImages: {what} (recorded in dataset.json)."
     if summary["num_skipped"]:
         shown = ", ".join(summary["skipped"][:10]) + (", ..." if summary["num_skipped"] > 10 else "")
         line += f"\nSkipped {summary['num_skipped']} unreadable image(s): {shown}"

@@ -1,31 +1,40 @@
 """Sources: where the encoded images of a data set come from, and whether they changed since.
 
 A *source* is an image folder (searched recursively), a zip archive of images (for example one written by
-:func:`fakeclr.data.prepare_dataset`), or the embedded LFW faces (``"embedded:lfw"``, also ``"lfw"``; see
-:mod:`fakeclr.data.embedded`). Image files are those ending in .png, .jpg, .jpeg, .webp, .bmp, .tif or .tiff (any
+:func:`fakeclr.data.prepare_dataset`), the embedded LFW faces (``"embedded:lfw"``, also ``"lfw"``; see
+:mod:`fakeclr.data.embedded`), or a data set packed into arrays (:class:`PackedSource`): CIFAR-10/100's python
+batches (``cifar-*-python.tar.gz`` or its extracted folder; :mod:`fakeclr.data.cifar`) and MNIST-style IDX files
+(a folder holding them or the images file; :mod:`fakeclr.data.idx`), one split at a time. Image files are those ending in .png, .jpg, .jpeg, .webp, .bmp, .tif or .tiff (any
 case); other files are ignored, as are hidden files and folders (name starting with ".") and ``__MACOSX``.
 Images are ordered by their path relative to the source root (``"/"`` separated, plain string sort), so a folder
-and a zip of the same files give the same data set.
+and a zip of the same files give the same data set; a packed source keeps its distributor's order (CIFAR-10's
+batches 1 to 5).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import zipfile
 import zlib
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 from PIL import Image
 
 from fakeclr.errors import UserError
+from fakeclr.data.cifar import TAR_SUFFIXES, is_cifar_folder, read_cifar
 from fakeclr.data.embedded import DEFAULT_SOURCE, embedded_name, load_lfw
-from fakeclr.data.labels import LABELS_FILE
+from fakeclr.data.idx import IMAGES_PATTERN, find_idx_images, read_idx
+from fakeclr.data.labels import LABELS_FILE, parse_labels
+from fakeclr.data.packed import PackedImages, check_split
 from fakeclr.data.zipindex import LOCAL_HEADER, ZipIndex
 
-__all__ = ["IMAGE_EXTENSIONS", "Source", "FolderSource", "ZipSource", "EmbeddedSource", "open_source"]
+__all__ = ["IMAGE_EXTENSIONS", "Source", "FolderSource", "ZipSource", "EmbeddedSource", "PackedSource",
+           "open_source"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -68,6 +77,27 @@ class Source:
     def labels_file(self) -> tuple[str, bytes] | None:
         """``(where, content)`` of ``dataset.json``, or None when there is none."""
         return None
+
+    def labels(self, names: list[str]) -> np.ndarray | None:
+        """The labels of ``names`` (see :func:`fakeclr.data.labels.parse_labels`), or None without labels."""
+        found = self.labels_file()
+        return None if found is None else parse_labels(found[0], found[1], names)
+
+    # The class count when the source knows it (a packed data set); None: one more than the largest label.
+    num_classes: int | None = None
+
+    def origin(self) -> dict | None:
+        """Where these images came from, when that is more than a listing says: a packed source describes itself;
+        an archive written by :func:`fakeclr.data.prepare_dataset` carries what it recorded (``origin`` in its
+        dataset.json); None otherwise."""
+        found = self.labels_file()
+        if found is None:
+            return None
+        try:
+            recorded = json.loads(found[1].decode("utf-8-sig")).get("origin")
+        except (UnicodeDecodeError, ValueError, AttributeError):
+            return None
+        return recorded if isinstance(recorded, dict) else None
 
     def close(self) -> None:
         pass
@@ -242,15 +272,72 @@ class EmbeddedSource(Source):
         return ()
 
 
-def open_source(source: str | os.PathLike | None) -> Source:
-    """The :class:`Source` for a user-given source, or ``UserError`` when it cannot be one."""
+class PackedSource(Source):
+    """One split of a packed data set (:class:`~fakeclr.data.packed.PackedImages`), image ``i`` named
+    ``f"{split}/{i:06d}"`` so that the name order is the distributor's order."""
+
+    def __init__(self, packed: PackedImages):
+        self.packed = packed
+        self.description = packed.description
+        self.names = [f"{packed.split}/{i:06d}" for i in range(len(packed.images))]
+        self.num_classes = packed.num_classes
+
+    def _index(self, name: str) -> int:
+        return int(name.rsplit("/", 1)[1])
+
+    def where(self, name: str) -> str:
+        return f"image {self._index(name)} of the {self.packed.split} split of '{self.description}'"
+
+    @contextlib.contextmanager
+    def open(self, name: str) -> Iterator[Image.Image]:
+        a = self.packed.images[self._index(name)]
+        yield Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
+
+    def stat(self, name: str) -> tuple:
+        return ()
+
+    def labels(self, names: list[str]) -> np.ndarray:
+        return self.packed.labels[[self._index(n) for n in names]]
+
+    def origin(self) -> dict:
+        return self.packed.describe()
+
+
+def _packed(path: Path, split: str | None) -> PackedImages | None:
+    """The packed data set at ``path`` (a CIFAR archive or folder, an IDX folder or images file), or None when
+    ``path`` is none of those."""
+    if path.is_dir():
+        if is_cifar_folder(path):
+            return read_cifar(path, split or "train")
+        if find_idx_images(path):
+            return read_idx(path, split)
+        return None
+    if path.name.lower().endswith(TAR_SUFFIXES):
+        return read_cifar(path, split or "train")
+    if IMAGES_PATTERN.match(path.name):
+        return read_idx(path, split)
+    return None
+
+
+def open_source(source: str | os.PathLike | None, split: str | None = None) -> Source:
+    """The :class:`Source` for a user-given source, or ``UserError`` when it cannot be one. ``split`` (``"train"``
+    or ``"test"``; None: train, or the split of a named IDX file) chooses the images of a packed data set and is
+    refused for any other source."""
+    check_split(split)
     name = embedded_name(source)
     if name is not None:
+        if split is not None:
+            raise UserError(f"--split applies to CIFAR and IDX data, not to {DEFAULT_SOURCE}; leave it out.")
         return EmbeddedSource(name)
     path = Path(os.path.expanduser(os.fspath(source)))
     if not path.exists():
         raise UserError(
             f"Data source '{path}' does not exist; pass an image folder, a .zip archive, or {DEFAULT_SOURCE}.")
+    packed = _packed(path, split)
+    if packed is not None:
+        return PackedSource(packed)
+    if split is not None:
+        raise UserError(f"--split applies to CIFAR and IDX data, not to '{path}'; leave it out.")
     if path.is_dir():
         return FolderSource(path)
     if zipfile.is_zipfile(path):
@@ -259,4 +346,4 @@ def open_source(source: str | os.PathLike | None) -> Source:
         raise UserError(f"Archive '{path}' is not a readable zip file; re-create it.")
     if path.name.lower().endswith(IMAGE_EXTENSIONS):
         raise UserError(f"Data source '{path}' is a single image; pass the folder that contains the images.")
-    raise UserError(f"Data source '{path}' is neither a folder nor a zip archive of images.")
+    raise UserError(f"Data source '{path}' is neither a folder nor a zip archive of images, nor CIFAR or IDX data.")

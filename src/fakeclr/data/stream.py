@@ -86,12 +86,13 @@ class StreamingDataset(DatasetItems):
     streaming = True
 
     def __init__(self, src, names: Sequence[str], stats: Sequence[tuple], labels: torch.Tensor, resolution: int,
-                 channels: int, *, mirror: bool, label_kind: str | None, skipped: Sequence[str] = ()):
+                 channels: int, *, mirror: bool, label_kind: str | None, skipped: Sequence[str] = (),
+                 pad: bool = False):
         self._src = src
         self.names = list(names)
         self._stats = np.array(stats, dtype=np.int64).reshape(len(self.names), -1)   # [N, 2] (or [N, 0])
         self.labels = labels.to(torch.float32).contiguous()
-        self._resolution, self._channels = int(resolution), int(channels)
+        self._resolution, self._channels, self._pad = int(resolution), int(channels), bool(pad)
         self.mirror = bool(mirror)
         self.source = src.description
         self.skipped = list(skipped)
@@ -162,7 +163,7 @@ class StreamingDataset(DatasetItems):
             raise UserError(f"Image {self._src.where(name)} changed after the run opened the data set; restore it "
                             "(or start a new run on the data as it is now).")
         try:
-            return load_image(self._src, name, self._resolution, self._channels)
+            return load_image(self._src, name, self._resolution, self._channels, self._pad)
         except BadImage as e:
             raise UserError(f"Cannot read image {self._src.where(name)} any more ({e}); restore it (or start a new "
                             "run on the data as it is now).") from e
