@@ -6,6 +6,7 @@ network pickle, an image, a text file, an empty file, a folder. (A read-only fol
 root, which writes anywhere.)
 """
 
+import gzip
 import os
 import pickle
 
@@ -16,6 +17,42 @@ from PIL import Image
 from fakeclr.cli import main
 from fakeclr.config import preset_config
 from fakeclr.train.loop import train
+from packed_files import cifar10_files, idx_bytes, idx_images, py2_pickle, write_folder, write_idx, write_tar
+
+
+class _Evil:
+    """Pickled, it asks the loader to call ``os.system``; a refused load never calls it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _packed_files(root) -> dict[str, str]:
+    """Damaged CIFAR and IDX data, one fault each."""
+    files = cifar10_files(per_batch=2, test=1)
+    tar = write_tar(root / "cifar-10-python.tar.gz", "cifar-10-batches-py", files).read_bytes()
+    (root / "cut-cifar-10-python.tar.gz").write_bytes(tar[:len(tar) // 2])
+    cut = write_folder(root / "cut-batch", files)
+    (cut / "data_batch_3").write_bytes(files["data_batch_3"][:5000])
+    evil = write_folder(root / "evil-batch", files)
+    (evil / "data_batch_2").write_bytes(pickle.dumps({"data": _Evil(root / "pwned")}, protocol=2))
+    few = write_folder(root / "few-batches", {k: v for k, v in files.items() if k not in ("data_batch_4", "data_batch_5")})
+    images, labels = idx_images(4, 8)
+    magic = write_idx(root / "idx-magic", "train", images, labels, gz=False)
+    magic.write_bytes(idx_bytes(images, magic=0x00000801))
+    short = write_idx(root / "idx-short", "train", images, labels)
+    short.write_bytes(gzip.compress(idx_bytes(images)[:-7]))
+    count = write_idx(root / "idx-count", "train", images, labels[:3])
+    lonely = write_idx(root / "idx-nolabels", "train", images, labels)
+    (root / "idx-nolabels" / "train-labels-idx1-ubyte.gz").unlink()
+    return {"cut_tar": str(root / "cut-cifar-10-python.tar.gz"), "cut_batch": str(cut),
+            "cut_batch_file": str(cut / "data_batch_3"), "evil_batch": str(evil / "data_batch_2"),
+            "evil": str(evil), "few": str(few), "idx_magic": str(magic), "idx_short": str(short),
+            "idx_count": str(count.parent), "idx_count_labels": str(count.parent / "train-labels-idx1-ubyte.gz"),
+            "idx_nolabels": str(lonely)}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +72,8 @@ def files(tmp_path_factory):
     paths = {"net": str(out["network"]), "state": str(out["state"]), "pkl": str(root / "net.pkl"),
              "png": str(root / "img.png"), "txt": str(root / "notes.txt"), "empty": str(root / "empty.bin"),
              "folder": str(root / "folder"), "images": str(root / "images"),
-             "missing": str(root / "missing"), "out": str(root / "out"), "run": str(root / "run")}
+             "missing": str(root / "missing"), "out": str(root / "out"), "run": str(root / "run"),
+             **_packed_files(root)}
     return root, paths
 
 
@@ -112,6 +150,19 @@ CASES = [
     (["dataset", "{images}", "{images}", "--resolution", "16"], "{images}"),
     (["dataset", "{images}", "{out}/d.zip", "--channels", "2", "--resolution", "16"], "--channels"),
     (["dataset", "{images}", "{out}/d.zip", "--resolution", "16", "--subset", "7"], "--subset 7"),
+    # dataset: CIFAR and IDX files
+    (["dataset", "{cut_tar}", "{out}/d.zip", "--resolution", "32"], "{cut_tar}"),
+    (["dataset", "{cut_batch}", "{out}/d.zip", "--resolution", "32"], "{cut_batch_file}' is truncated"),
+    (["dataset", "{evil}", "{out}/d.zip", "--resolution", "32"], "{evil_batch}' holds a Python object (posix.system)"),
+    (["dataset", "{few}", "{out}/d.zip", "--resolution", "32"], "data_batch_4, data_batch_5"),
+    (["dataset", "{few}", "{out}/d.zip", "--resolution", "32", "--split", "valid"], "--split"),
+    (["dataset", "{images}", "{out}/d.zip", "--resolution", "16", "--split", "test"], "--split"),
+    (["dataset", "{idx_magic}", "{out}/d.zip", "--resolution", "32"], "magic number 0x00000801"),
+    (["dataset", "{idx_short}", "{out}/d.zip", "--resolution", "32"], "{idx_short}' holds 249 bytes"),
+    (["dataset", "{idx_count}", "{out}/d.zip", "--resolution", "32"], "{idx_count_labels}' has 3 labels for the 4"),
+    (["dataset", "{idx_nolabels}", "{out}/d.zip", "--resolution", "32"], "train-labels-idx1-ubyte.gz"),
+    (["dataset", "{idx_short}", "{out}/d.zip", "--resolution", "32", "--split", "test"], "--split test"),
+    (T + ["--data", "{cut_tar}"], "{cut_tar}"),
     # generate, metrics, export, import, tools
     (["generate", "--network", "{missing}", "--grid", "{out}/g.png"], "{missing}"),
     (["generate", "--network", "{pkl}", "--grid", "{out}/g.png"], "fakeclr import"),
