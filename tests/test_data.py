@@ -644,6 +644,9 @@ def test_idx_pixels_labels_pad_and_splits(tmp_path):
     assert torch.equal(named.images, test.images) and torch.equal(named.labels, test.labels)
     resized = open_dataset(folder, resolution=32)                   # without --pad: resized, not padded
     assert resized.images[:, :, :2].max() > 0
+    streamed = open_dataset(folder, resolution=32, pad=True, stream=True, subset=3, subset_rule="biggan")
+    in_memory = open_dataset(folder, resolution=32, pad=True, subset=3, subset_rule="biggan")
+    assert torch.equal(streamed.batch([0, 1, 2])[0], in_memory.images) and streamed.origin == in_memory.origin
 
 
 def test_idx_header_is_big_endian_rows_then_columns(tmp_path):
