@@ -39,7 +39,8 @@ def _packed_files(root) -> dict[str, str]:
     (cut / "data_batch_3").write_bytes(files["data_batch_3"][:5000])
     evil = write_folder(root / "evil-batch", files)
     (evil / "data_batch_2").write_bytes(pickle.dumps({"data": _Evil(root / "pwned")}, protocol=2))
-    few = write_folder(root / "few-batches", {k: v for k, v in files.items() if k not in ("data_batch_4", "data_batch_5")})
+    few = write_folder(root / "few-batches",
+                       {k: v for k, v in files.items() if k not in ("data_batch_4", "data_batch_5")})
     images, labels = idx_images(4, 8)
     magic = write_idx(root / "idx-magic", "train", images, labels, gz=False)
     magic.write_bytes(idx_bytes(images, magic=0x00000801))

@@ -670,3 +670,13 @@ def test_real_fashion_mnist_when_installed():
     ds = open_dataset(folder / "t10k-images-idx3-ubyte.gz", resolution=32, pad=True)
     assert ds.num_raw == 10000 and np.bincount(ds.labels.argmax(1).numpy()).tolist() == [1000] * 10
     assert ds.labels.argmax(1)[:5].tolist() == [9, 2, 1, 1, 6]      # the first test labels: boot, pullover, trousers
+
+
+def test_dataset_command_offers_the_library_splits_and_subset_rules():
+    """The CLI spells the choices out (it imports no torch to build its parser); they must be the library's."""
+    from fakeclr.cli import make_parser
+    from fakeclr.data import SPLITS
+    sub = next(a for a in make_parser()._actions if a.dest == "command").choices["dataset"]
+    choices = {a.option_strings[0]: a.choices for a in sub._actions if a.option_strings}
+    assert tuple(choices["--split"]) == SPLITS and tuple(choices["--subset-rule"]) == SUBSET_RULES
+    assert {"--pad", "--split", "--subset-rule", "--subset", "--seed"} <= set(choices)

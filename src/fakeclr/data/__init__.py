@@ -18,6 +18,7 @@ from fakeclr.data.sources import IMAGE_EXTENSIONS
 from fakeclr.data.prepare import format_summary, prepare_dataset, write_archive
 
 __all__ = [
-    "DEFAULT_SOURCE", "IMAGE_EXTENSIONS", "SPLITS", "SUBSET_RULES", "ImageDataset", "check_channels", "check_resolution", "open_dataset",
-    "probe_dataset", "subset_indices", "load_lfw", "format_summary", "prepare_dataset", "write_archive",
+    "DEFAULT_SOURCE", "IMAGE_EXTENSIONS", "SPLITS", "SUBSET_RULES", "ImageDataset", "check_channels",
+    "check_resolution", "open_dataset", "probe_dataset", "subset_indices", "load_lfw", "format_summary",
+    "prepare_dataset", "write_archive",
 ]

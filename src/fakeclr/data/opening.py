@@ -185,7 +185,7 @@ def open_dataset(source: str | os.PathLike | None = None, resolution: int | None
         subset_seed: seed of the subset permutation.
         subset_rule: the order of the subset's images, ``"stylegan2-ada"`` or ``"biggan"`` (module docstring).
         skip_bad: skip unreadable images (listed in ``dataset.skipped``) instead of raising ``UserError``.
-        use_labels: read ``dataset.json`` labels; False gives ``label_dim == 0``.
+        use_labels: read the labels (dataset.json, or a CIFAR / IDX source's classes); False gives ``label_dim == 0``.
         stream: True decodes images when they are drawn (headers only at opening; an image unreadable then is
             an error, not skipped); None streams when the decoded images would exceed
             :data:`~fakeclr.data.stream.STREAM_THRESHOLD_BYTES`; False decodes everything now.

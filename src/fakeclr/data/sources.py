@@ -4,8 +4,9 @@ A *source* is an image folder (searched recursively), a zip archive of images (f
 :func:`fakeclr.data.prepare_dataset`), the embedded LFW faces (``"embedded:lfw"``, also ``"lfw"``; see
 :mod:`fakeclr.data.embedded`), or a data set packed into arrays (:class:`PackedSource`): CIFAR-10/100's python
 batches (``cifar-*-python.tar.gz`` or its extracted folder; :mod:`fakeclr.data.cifar`) and MNIST-style IDX files
-(a folder holding them or the images file; :mod:`fakeclr.data.idx`), one split at a time. Image files are those ending in .png, .jpg, .jpeg, .webp, .bmp, .tif or .tiff (any
-case); other files are ignored, as are hidden files and folders (name starting with ".") and ``__MACOSX``.
+(a folder holding them or the images file; :mod:`fakeclr.data.idx`), one split at a time. Image files are those
+ending in .png, .jpg, .jpeg, .webp, .bmp, .tif or .tiff (any case); other files are ignored, as are hidden files
+and folders (name starting with ".") and ``__MACOSX``.
 Images are ordered by their path relative to the source root (``"/"`` separated, plain string sort), so a folder
 and a zip of the same files give the same data set; a packed source keeps its distributor's order (CIFAR-10's
 batches 1 to 5).
