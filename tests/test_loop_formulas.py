@@ -16,7 +16,8 @@ from fakeclr.contrastive.heads import momentum_update
 from fakeclr.train import loop
 from fakeclr.train.assembly import make_optimizer
 from fakeclr.train.feed import RealSampler
-from fakeclr.train.loop import train, update_ema
+from fakeclr.train.backbone import biggan_ema, stylegan2_ema
+from fakeclr.train.loop import train
 from fakeclr.train.monitor import Monitor
 
 
@@ -36,7 +37,7 @@ def test_lazy_regularisation_rescales_lr_and_betas():
 def test_ema_half_life_and_ramp_up():
     """After one half-life of images a constant target is half reached; early on the ramp-up shortens it."""
     cfg = preset_config("tiny")
-    cfg.ema_kimg, cfg.ema_rampup = 0.08, None                                 # 80 images
+    cfg.ema_kimg, cfg.ema_rampup, cfg.batch = 0.08, None, 8                   # 80 images
     G, G_ema = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
     G.register_buffer("stat", torch.tensor([5.0]))
     G_ema.register_buffer("stat", torch.tensor([0.0]))
@@ -44,14 +45,37 @@ def test_ema_half_life_and_ramp_up():
         G.weight.fill_(1.0)
         G_ema.weight.fill_(0.0)
         for i in range(10):                                                    # 10 steps of 8 images = 80
-            update_ema(G_ema, G, cfg, cur_nimg=8 * (i + 1), batch=8)
+            stylegan2_ema(G_ema, G, cfg, iteration=i, cur_nimg=8 * (i + 1))
     assert G_ema.weight.item() == pytest.approx(0.5, abs=1e-6)
     assert G_ema.stat.item() == 5.0                                            # buffers are copied
     cfg.ema_rampup = 0.05                                                      # at 1000 images: 50, not 80
     with torch.no_grad():
         G_ema.weight.fill_(0.0)
-        update_ema(G_ema, G, cfg, cur_nimg=1000, batch=8)
+        stylegan2_ema(G_ema, G, cfg, iteration=0, cur_nimg=1000)
     assert G_ema.weight.item() == pytest.approx(1 - 0.5 ** (8 / 50), rel=1e-6)
+
+
+def test_biggan_ema_copies_until_the_start_then_decays_every_entry():
+    """BigGAN-PyTorch: iterations 1 .. start-1 copy G (iteration 0 decays: the reference tests ``itr and ...``),
+    from ``start`` on every state-dict entry, buffers included, moves by (1 - decay)."""
+    cfg = preset_config("biggan-cifar")
+    cfg.ema_decay, cfg.ema_start = 0.75, 3
+    G, G_ema = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    G.register_buffer("stat", torch.tensor([4.0]))
+    G_ema.register_buffer("stat", torch.tensor([0.0]))
+    with torch.no_grad():
+        G.weight.fill_(1.0)
+        G_ema.weight.fill_(0.0)
+        expected = []
+        for it in range(5):
+            biggan_ema(G_ema, G, cfg, iteration=it, cur_nimg=0)
+            expected.append((G_ema.weight.item(), G_ema.stat.item()))
+    assert expected[0] == (0.25, 1.0)                        # iteration 0: 0.75 * 0 + 0.25 * G
+    assert expected[1] == expected[2] == (1.0, 4.0)          # iterations 1, 2 < start: copies
+    G.weight.data.fill_(3.0)
+    with torch.no_grad():
+        biggan_ema(G_ema, G, cfg, iteration=5, cur_nimg=0)
+    assert G_ema.weight.item() == pytest.approx(0.75 * 1.0 + 0.25 * 3.0)
 
 
 def test_momentum_update_is_moco_eq2():

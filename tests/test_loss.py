@@ -6,9 +6,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fakeclr.nn import Discriminator
-from fakeclr.train.loss import (DiscriminatorAdversarial, GeneratorAdversarial, PathLength, PhaseContext, R1,
-                                stylegan2_terms)
+from fakeclr.nn import Discriminator, Generator
+from fakeclr.train.loss import (DiscriminatorAdversarial, DiscriminatorHinge, GeneratorAdversarial, GeneratorHinge,
+                                PathLength, PhaseContext, R1, stylegan2_terms)
 
 
 class LinearD(torch.nn.Module):
@@ -38,6 +38,8 @@ class LinearG(torch.nn.Module):
 
     def synthesis(self, ws):
         return torch.einsum("nlw,lwp->np", ws, self.A).reshape(ws.shape[0], *self.shape)
+
+    sample = Generator.sample           # style mixing as the StyleGAN2 generator does it
 
 
 def _ctx(G, D, real, z, mixing=0.0):
@@ -128,3 +130,23 @@ def test_zero_weights_drop_regularisation_terms():
     assert phases == ["Dmain", "Gmain"]
     phases = sorted(t.phase for t in stylegan2_terms(r1_gamma=1, pl_weight=2, pl_batch_shrink=2, pl_decay=0.01))
     assert phases == ["Dmain", "Dreg", "Gmain", "Greg"]
+
+
+def test_hinge_losses_match_the_closed_form():
+    """D: mean relu(1 - D(x)) + mean relu(1 + D(G(z))); G: -mean D(G(z)), with D scored once on fakes and reals."""
+    torch.manual_seed(5)
+    G, D = LinearG(shape=(2, 4, 4)), LinearD((2, 4, 4))
+    real = torch.randn(4, 2, 4, 4, dtype=torch.float64)
+    z = torch.randn(4, 5, dtype=torch.float64)
+    ctx = _ctx(G, D, real, z)
+    calls = []
+    D.register_forward_hook(lambda *a: calls.append(1))
+    d_loss = DiscriminatorHinge()(ctx)
+    assert len(calls) == 1                                  # one D forward for both batches
+    fake_logits = D(G.synthesis(G.mapping(z, None)), None).detach()
+    real_logits = D(real, None).detach()
+    expected = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    torch.testing.assert_close(d_loss, expected)
+    assert ctx.d_real()[1].logits is ctx.d_fake_and_real()[1].logits and len(calls) == 3
+    g_loss = GeneratorHinge()(_ctx(G, D, real, z))
+    torch.testing.assert_close(g_loss, -fake_logits.mean())

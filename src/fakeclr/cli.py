@@ -307,6 +307,8 @@ def _run_continuity(args) -> int:
     if args.pairs < 1 or args.steps < 2:
         raise UserError("--pairs must be at least 1 and --steps at least 2.")
     G = load_generator(args.network, args.net, args.device)
+    from .nn import require_w_space
+    require_w_space(G, "fakeclr continuity")
     summary = write_continuity(G, args.outdir, args.pairs, args.steps, args.space,
                                args.interp or ("slerp" if args.space == "z" else "lerp"), args.seed, args.device,
                                None if args.lpips == "none" else args.lpips)
@@ -383,9 +385,13 @@ def _add_network_flags(p) -> None:
     p.add_argument("--device", default="cpu")
 
 
-def _load_generator(args):
+def _load_generator(args, command: str):
+    """The generator of ``--network`` for a command that works in StyleGAN2's W space."""
     from .network_file import load_networks
-    return load_networks(args.network, (args.net,), device=args.device)[args.net]
+    from .nn import require_w_space
+    G = load_networks(args.network, (args.net,), device=args.device)[args.net]
+    require_w_space(G, command)
+    return G
 
 
 def _add_interpolate(sub) -> None:
@@ -420,7 +426,7 @@ def _run_interpolate(args) -> int:
         raise UserError("Give at least one path: --seeds 0,5 (repeatable) or --pairs N.")
     if args.zoom < 1 or args.grid_cols < 2 or args.fps <= 0:
         raise UserError("--zoom must be at least 1, --grid-cols at least 2 and --fps positive.")
-    G = _load_generator(args)
+    G = _load_generator(args, "fakeclr interpolate")
     method = args.method or ("slerp" if args.space == "z" else "lerp")
     ws = interpolation_ws(G, paths, args.frames, args.space, method, parse_psi(args.trunc), args.trunc_cutoff,
                           args.class_idx, args.loop, args.device)
@@ -455,7 +461,7 @@ def _run_style_mix(args) -> int:
     from .tools.style_mixing import parse_layers, save_style_mixing, style_mixing_images
     if args.zoom < 1:
         raise UserError("--zoom must be at least 1.")
-    G = _load_generator(args)
+    G = _load_generator(args, "fakeclr style-mix")
     layers = parse_layers(args.layers, G.num_ws)
     images = style_mixing_images(G, parse_seeds(args.rows), parse_seeds(args.cols), layers, parse_psi(args.trunc),
                                  args.trunc_cutoff, args.class_idx, args.noise_mode, args.device)
@@ -506,7 +512,7 @@ def _run_project(args) -> int:
     from .tools.project import ProjectorConfig, final_scores, load_target, project, save_projection
     if args.zoom < 1 or args.steps < 1 or args.w_avg_samples < 1:
         raise UserError("--zoom, --steps and --w-avg-samples must be at least 1.")
-    G = _load_generator(args)
+    G = _load_generator(args, "fakeclr project")
     target = load_target(args.target, G)
     distance, name = _projection_distance(args)
     cfg = ProjectorConfig(num_steps=args.steps, w_avg_samples=args.w_avg_samples, initial_lr=args.lr,
@@ -593,6 +599,8 @@ def _run_export(args) -> int:
     if not targets:
         raise UserError("Say what to write: --onnx G.onnx and/or --torchscript G.pt.")
     G = load_networks(args.network, (args.net,))[args.net]
+    from .nn import require_w_space
+    require_w_space(G, "fakeclr export")
     for fmt, path in targets:
         module = export_module(G, path, fmt, synthesis=args.synthesis, truncation_psi=args.trunc,
                                truncation_cutoff=args.trunc_cutoff, noise_mode=args.noise_mode)

@@ -48,9 +48,16 @@ METHODS = Registry("method", "--method", [
     Entry("fakeclr", "", _CONTRASTIVE, preset=dict(fake_positive="perturb", perturbation="noise", fake_on_g=True,
                                                    forgetting="paper", queue_sizer="dataset")),
 ])
-# Network families: G and D, the adversarial loss and its regularisers.
+# Network families: G and D, the adversarial loss and its regularisers, the schedule and G_ema's rule. ``uses``
+# lists the config paths only that backbone reads (an option of the other one is refused when given).
 BACKBONES = Registry("backbone", "--backbone", [
-    Entry("stylegan2", "", "fakeclr.train.backbone:stylegan2"),
+    Entry("stylegan2", "StyleGAN2-ADA", "fakeclr.train.backbone:stylegan2", uses=(
+        "network.w_dim", "network.mapping_layers", "network.channel_base", "network.channel_max",
+        "network.conv_clamp", "network.mbstd_group_size", "network.num_fp16_res", "network.fp16_channels_last",
+        "loss.r1_gamma", "loss.r1_interval", "loss.pl_weight", "loss.pl_interval", "loss.pl_batch_shrink",
+        "loss.pl_decay", "loss.style_mixing_prob", "ema_kimg", "ema_rampup")),
+    Entry("biggan", "BigGAN-CIFAR of DiffAugment", "fakeclr.train.backbone:biggan", uses=(
+        "network.width", "d_steps", "ema_decay", "ema_start")),
 ])
 
 # The choices of the options below that the library's parts also check (one place for each list).
@@ -126,6 +133,8 @@ class NetworkConfig:
                                "tiny and lfw-demo; CPU runs stay fp32)")
     fp16_channels_last: bool = option(False, flag="--nhwc", help="channels-last activations in the fp16 blocks "
                                                                  "(StyleGAN2-ADA's --nhwc)")
+    # BigGAN: the channel multiplier ch of G and D (the reference's G_ch = D_ch = 64: 256 channels at 32 px).
+    width: int = 64
 
 
 @dataclass
@@ -260,6 +269,11 @@ class TrainConfig:
     batch: int = option(32, help="total batch size over all processes")
     ema_kimg: float = option(10.0, help="half-life of G_ema in kimg")
     ema_rampup: float | None = 0.05
+    # BigGAN's schedule: D steps per G step (each on its own real batch), and G_ema's fixed decay per iteration,
+    # from iteration ema_start on (before it G_ema copies G).
+    d_steps: int = 1
+    ema_decay: float = 0.9999
+    ema_start: int = 0
     tick_kimg: float = option(4.0, flag="--tick", help="kimg between status lines")   # also stats.jsonl, TensorBoard
     snapshot_kimg: float = option(200.0, flag="--snap", help="kimg between snapshots (sample grid + checkpoints)")
     # Computed on G_ema at every snapshot; "none" on the command line clears a preset's list.
@@ -420,6 +434,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         augment=dict(kind="ada", target=0.6),
         kimg=100000.0, batch=64, ema_kimg=500.0, ema_rampup=0.05, tick_kimg=3.2, snapshot_kimg=200.0,
     ),
+    # BigGAN on CIFAR as DiffAugment-biggan-cifar trains it (scripts/biggan-cifar10.sh; Zhao et al. 2020): ch 64,
+    # z 128, batch 50, 4 D steps per G step, Adam 2e-4 (0, 0.999) for both, EMA 0.9999 from iteration 1000,
+    # hinge loss, mirrored data, no augmentation (add --aug diffaugment --diffaugment translation,cutout for
+    # DiffAugment-BigGAN). Length: the reference's 5000 epochs of the 20 % subset (50M images); it saves every
+    # 2000 iterations (400 kimg) and evaluates every 4000.
+    "biggan-cifar": dict(
+        data=dict(resolution=32, mirror=True),
+        network=dict(backbone="biggan", z_dim=128, width=64),
+        optim=dict(lr=2e-4, beta1=0.0, beta2=0.999, eps=1e-8),
+        augment=dict(kind="none"),
+        kimg=50000.0, batch=50, d_steps=4, ema_decay=0.9999, ema_start=1000, tick_kimg=20.0, snapshot_kimg=400.0,
+    ),
     # [ADA] auto: batch, mbstd, fmaps, lr, gamma and EMA follow the resolution and process count (resolve_auto).
     "auto": dict(
         network=dict(mapping_layers=2, num_fp16_res=4),
@@ -474,7 +500,8 @@ def validate(cfg: TrainConfig, world_size: int = 1) -> None:
                         f"use a multiple of {world_size}.")
     per_rank = cfg.batch // world_size
     group = min(cfg.network.mbstd_group_size, per_rank)
-    if group > 0 and per_rank % group != 0:
+    reads = BACKBONES.get(cfg.network.backbone).uses if cfg.network.backbone in BACKBONES else ()
+    if "network.mbstd_group_size" in reads and group > 0 and per_rank % group != 0:
         raise UserError(f"--batch {cfg.batch} gives {per_rank} images per process, which the minibatch-stddev "
                         f"group size {cfg.network.mbstd_group_size} does not divide; use a multiple of it.")
     if cfg.kimg <= 0:
@@ -498,6 +525,9 @@ def validate(cfg: TrainConfig, world_size: int = 1) -> None:
                         "(r1_interval, pl_interval) 0 or more iterations.")
     if cfg.data.workers < 0:
         raise UserError(f"--workers must be non-negative (got {cfg.data.workers}).")
+    if cfg.d_steps < 1 or cfg.ema_start < 0 or not 0 <= cfg.ema_decay < 1 or cfg.network.width < 1:
+        raise UserError("d_steps and network.width must be at least 1, ema_start non-negative and ema_decay in "
+                        "[0, 1).")
     if cfg.optim.freeze_d < 0:
         raise UserError(f"--freeze-d must be non-negative (got {cfg.optim.freeze_d}).")
     validate_contrastive(cfg.contrastive)

@@ -25,7 +25,9 @@ NETWORK_FORMAT = "fakeclr-network/1"
 def _registry() -> dict[str, type]:
     from .contrastive.heads import ProjectionHead
     from .nn import Discriminator, Generator
-    return {"Generator": Generator, "Discriminator": Discriminator, "ProjectionHead": ProjectionHead}
+    from .nn.biggan import BigGANDiscriminator, BigGANGenerator
+    return {"Generator": Generator, "Discriminator": Discriminator, "ProjectionHead": ProjectionHead,
+            "BigGANGenerator": BigGANGenerator, "BigGANDiscriminator": BigGANDiscriminator}
 
 
 def save_networks(path: str | os.PathLike, nets: dict[str, torch.nn.Module], meta: dict[str, Any] | None = None) -> None:

@@ -63,27 +63,11 @@ class PhaseContext:
     # ------------------------------------------------------------------ forward passes
     def run_G(self, z: torch.Tensor, c: torch.Tensor,
               mixing: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``G(z, c)`` with style mixing regularisation (StyleGAN Sec. 3.1): ``(img [N,C,H,W], ws [N,L,w_dim])``.
-
-        With probability ``style_mixing_prob`` the layers from a random cutoff on take the styles of a second
-        latent. ``mixing = (cutoff, second_z)`` (a 0-d integer tensor, ``num_ws`` for no mixing, and ``[N, z_dim]``)
-        repeats a given choice instead of drawing one; the choice made is left in ``last_mixing``. The mapping
-        network's W average is updated by the main latent only.
-        """
-        ws = self.G.mapping(z, c, update_emas=True)
-        num_ws = ws.shape[1]
-        if mixing is None and self.style_mixing_prob > 0:
-            # The cutoff and the coin stay tensors: reading them on the host would wait for the device.
-            cutoff = torch.randint(1, num_ws, ()) if num_ws > 1 else torch.tensor(num_ws)
-            cutoff = torch.where(torch.rand(()) < self.style_mixing_prob, cutoff, torch.tensor(num_ws))
-            mixing = (cutoff, torch.randn_like(z))
-        if mixing is not None:
-            ws2 = self.G.mapping(mixing[1], c, update_emas=False)
-            layer = torch.arange(num_ws, device=ws.device)[None, :, None]
-            ws = torch.where(layer < mixing[0].to(ws.device), ws, ws2)
-        self.last_mixing = mixing
-        img = self.G.synthesis(ws)
-        return img, ws
+        """``G(z, c)`` as training runs it: ``(img [N,C,H,W], latents)`` (StyleGAN2: ``ws [N, L, w_dim]``, with
+        style mixing; see the generator's ``sample``). ``mixing`` repeats a style-mixing choice instead of drawing
+        one; the choice made is left in ``last_mixing``."""
+        img, latents, self.last_mixing = self.G.sample(z, c, self.style_mixing_prob, mixing)
+        return img, latents
 
     def fake(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The phase's fake batch ``G(gen_z, gen_c)``, computed once: ``(img, ws)``; its style-mixing choice is
@@ -110,16 +94,33 @@ class PhaseContext:
             self._cache[key] = self.run_D(img.detach() if detach else img, self.gen_c)
         return self._cache[key]
 
+    def d_fake_and_real(self) -> tuple[DOutput, DOutput]:
+        """D on the fake batch (G detached) and the real batch in one forward pass, ``(fake, real)``, served
+        afterwards as :meth:`d_fake` ``(detach=True)`` and :meth:`d_real` (BigGAN scores them together)."""
+        if ("d_fake", True) not in self._cache or ("d_real", False) not in self._cache:
+            n = self.gen_z.shape[0]
+            img = torch.cat([self.fake()[0].detach(), self.real_img.detach()])
+            out = self.run_D(img, torch.cat([self.gen_c, self.real_c]))
+            fake = DOutput(out.logits[:n], out.features[:n])
+            real = DOutput(out.logits[n:], out.features[n:])
+            self._note_real(real)
+            self._cache[("d_fake", True)] = fake
+            self._cache[("d_real", False)] = (self.real_img.detach(), real)
+        return self._cache[("d_fake", True)], self._cache[("d_real", False)][1]
+
+    def _note_real(self, out: DOutput) -> None:
+        self.report("Loss/scores/real", out.logits)
+        self.report("Loss/signs/real", out.logits.sign())
+        for observe in self.real_logit_observers:
+            observe(out.logits.detach())
+
     def d_real(self, requires_grad: bool = False) -> tuple[torch.Tensor, DOutput]:
         """D on the real batch, computed once: ``(input image, output)``; the input needs grad for R1."""
         key = ("d_real", requires_grad)
         if key not in self._cache:
             img = self.real_img.detach().requires_grad_(requires_grad)
             out = self.run_D(img, self.real_c)
-            self.report("Loss/scores/real", out.logits)
-            self.report("Loss/signs/real", out.logits.sign())
-            for observe in self.real_logit_observers:
-                observe(out.logits.detach())
+            self._note_real(out)
             self._cache[key] = (img, out)
         return self._cache[key]
 

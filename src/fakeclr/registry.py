@@ -26,7 +26,8 @@ class Entry:
         label: a few words shown after the name in ``--help`` (``adaptive p``); empty for none.
         build: ``"package.module:function"``, the builder the training loop calls.
         uses: the fields of the choice's config section it reads; a flag of that section that it does not read
-            is refused when given (``--aug none --p 0.5``).
+            is refused when given (``--aug none --p 0.5``). A backbone lists the config paths that only it reads
+            (``loss.r1_gamma``), since its options live in several sections.
         preset: fields of the section that the choice sets (a method's composition of parts).
     """
     name: str

@@ -95,6 +95,8 @@ def ppl_distances(G, distance: Callable[[torch.Tensor, torch.Tensor], torch.Tens
     Noise buffers of a private copy of ``G`` are redrawn for each batch and used as constant noise, so both
     images of a pair see the same noise.
     """
+    from ..nn import require_w_space
+    require_w_space(G, "PPL")
     device = torch.device(device)
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
     noise = [buf for name, buf in G.named_buffers() if name.endswith("noise_const")]

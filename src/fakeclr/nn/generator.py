@@ -143,3 +143,26 @@ class Generator(torch.nn.Module):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                           update_emas=update_emas)
         return self.synthesis(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
+
+    def sample(self, z: torch.Tensor, c: torch.Tensor | None, style_mixing_prob: float = 0.0,
+               mixing: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """``G(z, c)`` as training runs it, with style mixing regularisation (StyleGAN Sec. 3.1):
+        ``(img [N, C, H, W], ws [N, num_ws, w_dim], mixing)``.
+
+        With probability ``style_mixing_prob`` the layers from a random cutoff on take the styles of a second
+        latent. ``mixing = (cutoff, second_z)`` (a 0-d integer tensor, ``num_ws`` for no mixing, and ``[N, z_dim]``)
+        repeats a given choice instead of drawing one; the choice made is returned (``None`` for none). The mapping
+        network's W average is updated by the main latent only.
+        """
+        ws = self.mapping(z, c, update_emas=True)
+        num_ws = ws.shape[1]
+        if mixing is None and style_mixing_prob > 0:
+            # The cutoff and the coin stay tensors: reading them on the host would wait for the device.
+            cutoff = torch.randint(1, num_ws, ()) if num_ws > 1 else torch.tensor(num_ws)
+            cutoff = torch.where(torch.rand(()) < style_mixing_prob, cutoff, torch.tensor(num_ws))
+            mixing = (cutoff, torch.randn_like(z))
+        if mixing is not None:
+            ws2 = self.mapping(mixing[1], c, update_emas=False)
+            layer = torch.arange(num_ws, device=ws.device)[None, :, None]
+            ws = torch.where(layer < mixing[0].to(ws.device), ws, ws2)
+        return self.synthesis(ws), ws, mixing

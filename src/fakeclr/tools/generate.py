@@ -15,6 +15,7 @@ import torch
 
 from ..errors import UserError
 from ..images import make_grid, save_grid, save_png, to_uint8
+from ..nn import has_w_space
 
 
 def expand_ranges(text: str, named: dict[str, range] | None = None) -> list[int]:
@@ -170,6 +171,12 @@ def generate(G, seeds: list[int], truncation_psi: Psi = 1.0, noise_mode: str = "
 
     ``truncation_psi`` is one psi (on the first ``truncation_cutoff`` layers, or all) or one psi per layer.
     """
+    if not has_w_space(G):                      # BigGAN: z directly, one batch at a time, no truncation
+        if truncation_psi not in (1, 1.0, "1") or truncation_cutoff is not None:
+            raise UserError("--trunc is a StyleGAN2 option (W space); BigGAN networks generate with psi 1.")
+        z = latents_for_seeds(seeds, G.z_dim).to(device)
+        c = class_labels(G, class_idx, len(seeds), device)
+        return torch.cat([to_uint8(G(zz, cc)) for zz, cc in zip(z.split(batch), c.split(batch))])
     ws = ws_for_seeds(G, seeds, truncation_psi, truncation_cutoff, class_idx, device)
     return synthesize(G, ws, noise_mode, batch)
 

@@ -17,6 +17,7 @@ from ..data import open_dataset
 from ..errors import UserError
 from ..phase import PHASES, Method
 from . import checkpoint as ckpt
+from .backbone import Backbone
 from .feed import RealFeed, RealSampler
 from .init import load_init_heads, networks_for_run
 
@@ -103,9 +104,17 @@ class TrainingRun:
     registry: ckpt.TrainingState
     init: dict[str, torch.nn.Module] | None      # the --init networks of a fresh fine-tuning run
     frozen: list[str]                            # FreezeD layers
+    backbone: Backbone | None = None
+    rounds: tuple[tuple[str, ...], ...] = ()     # one iteration's phases (Backbone.rounds)
+    images_per_iteration: int = 0                # real images shown per iteration over all processes
     cur_nimg: int = 0
     iteration: int = 0
     nonfinite: torch.Tensor | None = None        # [phases] int: iterations since the last tick with a non-finite loss
+    pseudo: torch.Tensor | None = None           # APA: the latest Gmain fakes [batch, C, H, W]
+
+    def phase_named(self, name: str) -> Phase | None:
+        """The phase called ``name``, or ``None`` when it has no terms."""
+        return next((p for p in self.phases if p.name == name), None)
 
     @property
     def nets(self) -> dict[str, torch.nn.Module]:
@@ -139,7 +148,8 @@ def build_run(cfg: TrainConfig, run_dir: Path, device: torch.device, fresh: bool
     G, D, G_ema, init = networks_for_run(cfg, c_dim, device, load_init=fresh)
     frozen = D.freeze_layers(cfg.optim.freeze_d)
     augmentation = Augmentation.from_config(cfg.augment, cfg.kimg).to(device)
-    terms = BACKBONES.build(cfg.network.backbone).terms(cfg)
+    backbone = BACKBONES.build(cfg.network.backbone)
+    terms = backbone.terms(cfg)
     method = METHODS.build(cfg.contrastive.method, cfg.contrastive, D, data.num_raw, cfg.data.mirror,
                            int(round(cfg.kimg * 1000))).to(device)
     terms += method.terms + list(extra_terms or [])
@@ -147,11 +157,17 @@ def build_run(cfg: TrainConfig, run_dir: Path, device: torch.device, fresh: bool
     for t in stateful_terms.values():
         t.to(device)
     phases = build_phases(G, D, cfg, terms, method.trainable, method.own_optimizers)
+    rounds = backbone.rounds(cfg)
+    unscheduled = sorted({p.name for p in phases} - {name for r in rounds for name in r})
+    if unscheduled:
+        raise UserError(f"--backbone {backbone.name} runs no {', '.join(unscheduled)} phase, which this method's "
+                        "terms need; choose another method or backbone.")
     sampler = RealSampler(len(data), seed=cfg.seed * world + rank)
     torch.manual_seed(cfg.seed * world + rank)
     feed = RealFeed(data, sampler, cfg.batch // world, device, workers=cfg.data.workers)
     run = TrainingRun(cfg, run_dir, device, data, c_dim, cfg.batch // world, G, D, G_ema, method, augmentation,
-                      phases, sampler, feed, ckpt.TrainingState(), init, frozen,
+                      phases, sampler, feed, ckpt.TrainingState(), init, frozen, backbone, rounds,
+                      backbone.images_per_iteration(cfg),
                       nonfinite=torch.zeros(len(PHASES), dtype=torch.long, device=device))
 
     # The training state, one list for both ways (save and restore).
@@ -179,7 +195,17 @@ def build_run(cfg: TrainConfig, run_dir: Path, device: torch.device, fresh: bool
     reg.add_module("sampler", sampler, per_rank=True)
     reg.add("rng", lambda: _get_rng_state(device), lambda s: _set_rng_state(s, device), per_rank=True)
     reg.add("progress", lambda: {"cur_nimg": run.cur_nimg, "iteration": run.iteration}, load_progress)
+    if augmentation.pseudo_real and _d_before_g(rounds):
+        # APA's fakes carry over to the next iteration's D steps: they are training state.
+        reg.add("pseudo", lambda: {"img": run.pseudo}, lambda s: setattr(run, "pseudo", s["img"]), per_rank=True)
     return run
+
+
+def _d_before_g(rounds: tuple[tuple[str, ...], ...]) -> bool:
+    """Whether a D phase runs before the first G phase of an iteration."""
+    order = [name for r in rounds for name in r]
+    first_g = next((i for i, n in enumerate(order) if n.startswith("G")), len(order))
+    return any(n.startswith("D") for n in order[:first_g])
 
 
 def restore_run(run: TrainingRun, state: dict | None, source: str | Path | None) -> list[str]:

@@ -43,21 +43,6 @@ class TrainingStopped(Exception):
         self.exit_code = exit_code
 
 
-@torch.no_grad()
-def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, cfg: TrainConfig, cur_nimg: int, batch: int) -> None:
-    """``G_ema <- beta * G_ema + (1 - beta) * G`` with half-life ``ema_kimg``, ramped up early to at most
-    ``ema_rampup * cur_nimg`` images, where ``cur_nimg`` counts the images shown before the iteration that just ran
-    (at the first iteration 0, so ``G_ema`` takes ``G``; StyleGAN2-ADA). Buffers are copied."""
-    ema_nimg = cfg.ema_kimg * 1000
-    if cfg.ema_rampup is not None:
-        ema_nimg = min(ema_nimg, cur_nimg * cfg.ema_rampup)
-    beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
-    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-        p_ema.copy_(p.detach().lerp(p_ema, beta))
-    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-        b_ema.copy_(b)
-
-
 class _StopFlag:
     """SIGINT/SIGTERM set a flag; the loop saves a state at the end of the iteration and stops."""
 
@@ -96,64 +81,78 @@ def _sample_grid(G_ema, z, c, batch: int) -> torch.Tensor:
 
 
 def train_step(run: TrainingRun, monitor: Monitor) -> None:
-    """One iteration: draw a real batch and one latent batch per phase, run the phases that are due, then
-    update ``G_ema`` and the augmentation probability.
+    """One iteration: the backbone's rounds of phases (StyleGAN2: one round G then D; BigGAN: ``d_steps`` D rounds
+    then G), each round with its own real batch (when it has a D phase) and one latent batch per phase, the phases
+    that are due run in order; then ``G_ema`` and the augmentation probability are updated.
 
     Nothing here reads a value of the device on the host (the optimizers' step counts aside, which live on the
     host; one read per ADA augmentation for its padding): the statistics go to the monitor as tensors and a
     non-finite loss is marked in ``run.nonfinite``, both read at the next tick (:func:`train`)."""
     cfg, G, D, device, batch, c_dim = run.cfg, run.G, run.D, run.device, run.batch, run.c_dim
-    augmentation, phases = run.augmentation, run.phases
+    augmentation = run.augmentation
     t0 = time.perf_counter()
-    real_u8, real_c = run.feed.next()
-    real_img = real_u8.to(device, non_blocking=True).float() / 127.5 - 1
-    real_c = real_c.to(device) if c_dim else torch.zeros(batch, 0, device=device)
-    # One latent batch for each of the four phases, whether or not a phase has terms (StyleGAN2-ADA draws them all
-    # even when its Greg phase has nothing to do), so that a phase's latents do not depend on which others exist.
-    all_z = torch.randn(len(PHASES), batch, G.z_dim, device=device)
-    all_c = _random_labels(run.data, len(PHASES) * batch, c_dim, device).reshape(len(PHASES), batch, c_dim)
-    pseudo = None
     run.method.before_iteration()
     monitor.add_time("data", time.perf_counter() - t0)
-    for phase in phases:
-        z, c = all_z[PHASES.index(phase.name)], all_c[PHASES.index(phase.name)]
-        if run.iteration % phase.interval != 0:
-            continue
+    real_img = real_c = None
+    for round_phases in run.rounds:
         t0 = time.perf_counter()
-        phase_real = real_img
-        if D in phase.modules and augmentation.pseudo_real and pseudo is not None:
-            phase_real = augmentation.pseudo_augment(real_img, pseudo)       # APA: fakes shown as reals
-        ctx = PhaseContext(G=G, D=D, augment=augmentation.pipe, real_img=phase_real, real_c=real_c,
-                           gen_z=z, gen_c=c, style_mixing_prob=cfg.loss.style_mixing_prob,
-                           gain=phase.gain if phase.interval > 1 else 1.0, iteration=run.iteration,
-                           cur_nimg=run.cur_nimg, real_logit_observers=[augmentation.observe])
-        for module in run.trainables:
-            module.requires_grad_(module in phase.modules)
-        for opt in phase.opts:
-            opt.zero_grad(set_to_none=True)
-        loss = sum(term(ctx) for term in phase.terms) * ctx.gain
-        run.nonfinite[PHASES.index(phase.name)] += ~torch.isfinite(loss.detach())
-        loss.backward()
-        dist.average_gradients(phase.parameters())
-        for p in phase.parameters():
-            if p.grad is not None:
-                torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
-        for opt in phase.opts:
-            opt.step()
-        if phase.name == "Gmain" and ctx.computed_fake() is not None:
-            pseudo = ctx.computed_fake().detach()
-        monitor.add(ctx.stats)
-        monitor.add_time(phase.name, time.perf_counter() - t0)
+        if any(name.startswith("D") for name in round_phases):
+            real_u8, real_c = run.feed.next()
+            real_img = real_u8.to(device, non_blocking=True).float() / 127.5 - 1
+            real_c = real_c.to(device) if c_dim else torch.zeros(batch, 0, device=device)
+        # One latent batch for each phase of the round, whether or not the phase has terms (StyleGAN2-ADA draws
+        # them all even when its Greg phase has nothing to do).
+        all_z = torch.randn(len(round_phases), batch, G.z_dim, device=device)
+        all_c = _random_labels(run.data, len(round_phases) * batch, c_dim, device).reshape(len(round_phases), batch,
+                                                                                           c_dim)
+        monitor.add_time("data", time.perf_counter() - t0)
+        for k, name in enumerate(round_phases):
+            phase = run.phase_named(name)
+            if phase is None or run.iteration % phase.interval != 0:
+                continue
+            _run_phase(run, phase, real_img, real_c, all_z[k], all_c[k], monitor)
     t0 = time.perf_counter()
     for module in run.trainables:
         module.requires_grad_(False)
-    dist.average_buffers(G, "w_avg")
+    for suffix in run.backbone.synced_buffers:
+        dist.average_buffers(G, suffix)
     # The ramp-up sees the images shown *before* this iteration (0 at the first), as StyleGAN2-ADA's loop does.
-    update_ema(run.G_ema, G, cfg, run.cur_nimg, cfg.batch)
-    run.cur_nimg += cfg.batch
+    run.backbone.update_ema(run.G_ema, G, cfg, run.iteration, run.cur_nimg)
+    run.cur_nimg += run.images_per_iteration
     run.iteration += 1
-    augmentation.update(run.iteration, run.cur_nimg, cfg.batch)
+    augmentation.update(run.iteration, run.cur_nimg, run.images_per_iteration)
     monitor.add_time("ema_augment", time.perf_counter() - t0)
+
+
+def _run_phase(run: TrainingRun, phase, real_img, real_c, z, c, monitor: Monitor) -> None:
+    """One optimisation step of ``phase`` on a real batch and its latents. APA shows D the fakes of the latest
+    ``Gmain`` as reals (``run.pseudo``; DeceiveD keeps them across iterations too)."""
+    t0 = time.perf_counter()
+    D, augmentation = run.D, run.augmentation
+    phase_real = real_img
+    if D in phase.modules and augmentation.pseudo_real and run.pseudo is not None:
+        phase_real = augmentation.pseudo_augment(real_img, run.pseudo)       # APA: fakes shown as reals
+    ctx = PhaseContext(G=run.G, D=D, augment=augmentation.pipe, real_img=phase_real, real_c=real_c,
+                       gen_z=z, gen_c=c, style_mixing_prob=run.cfg.loss.style_mixing_prob,
+                       gain=phase.gain if phase.interval > 1 else 1.0, iteration=run.iteration,
+                       cur_nimg=run.cur_nimg, real_logit_observers=[augmentation.observe])
+    for module in run.trainables:
+        module.requires_grad_(module in phase.modules)
+    for opt in phase.opts:
+        opt.zero_grad(set_to_none=True)
+    loss = sum(term(ctx) for term in phase.terms) * ctx.gain
+    run.nonfinite[PHASES.index(phase.name)] += ~torch.isfinite(loss.detach())
+    loss.backward()
+    dist.average_gradients(phase.parameters())
+    for p in phase.parameters():
+        if p.grad is not None:
+            torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+    for opt in phase.opts:
+        opt.step()
+    if phase.name == "Gmain" and ctx.computed_fake() is not None:
+        run.pseudo = ctx.computed_fake().detach()
+    monitor.add(ctx.stats)
+    monitor.add_time(phase.name, time.perf_counter() - t0)
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: str | Path | None = None, device: str = "cpu",
@@ -253,8 +252,9 @@ def _train(cfg: TrainConfig, run_dir: Path, resume, device, stop_at_kimg, tensor
                 cur_nimg = run.cur_nimg
                 # ---------------------------------------------------------------- ticks, snapshots, stop
                 done = cur_nimg >= stop_nimg
-                tick = done or cur_nimg // tick_nimg != (cur_nimg - cfg.batch) // tick_nimg
-                snap = done or cur_nimg // snap_nimg != (cur_nimg - cfg.batch) // snap_nimg
+                step = run.images_per_iteration
+                tick = done or cur_nimg // tick_nimg != (cur_nimg - step) // tick_nimg
+                snap = done or cur_nimg // snap_nimg != (cur_nimg - step) // snap_nimg
                 if not (tick or snap):
                     continue
                 # The one read of the device between ticks: a signal on any process, a non-finite loss.

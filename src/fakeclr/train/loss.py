@@ -107,6 +107,36 @@ class PathLength(torch.nn.Module):
         return (img[:, 0, 0, 0] * 0 + loss).mean()
 
 
+class GeneratorHinge:
+    """Hinge loss for G (Lim & Ye 2017; BigGAN): ``-E[D(G(z))]``."""
+    phase = "Gmain"
+
+    def __call__(self, ctx: PhaseContext) -> torch.Tensor:
+        out = ctx.d_fake(detach=False)
+        ctx.report("Loss/scores/fake", out.logits)
+        loss = -out.logits
+        ctx.report("Loss/G/loss", loss)
+        return loss.mean()
+
+
+class DiscriminatorHinge:
+    """Hinge loss for D: ``E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]``, with fakes and reals scored by one D
+    forward (BigGAN-PyTorch's G_D), so that spectral norm takes one power-iteration step per D step."""
+    phase = "Dmain"
+
+    def __call__(self, ctx: PhaseContext) -> torch.Tensor:
+        fake, real = ctx.d_fake_and_real()
+        loss_real = F.relu(1 - real.logits)
+        loss_fake = F.relu(1 + fake.logits)
+        ctx.report("Loss/D/loss", loss_fake + loss_real)
+        return loss_real.mean() + loss_fake.mean()
+
+
+def biggan_terms() -> list:
+    """BigGAN's game: the hinge loss, no regulariser (orthogonal regularisation is off in the CIFAR setting)."""
+    return [GeneratorHinge(), DiscriminatorHinge()]
+
+
 def stylegan2_terms(r1_gamma: float, pl_weight: float, pl_batch_shrink: int, pl_decay: float) -> list:
     """The four terms of StyleGAN2 training; a zero weight drops its term (and so its phase)."""
     terms: list = [GeneratorAdversarial(), DiscriminatorAdversarial()]

@@ -14,7 +14,7 @@ import math
 import typing
 from typing import Any, Mapping
 
-from ..config import (AUGMENTATIONS, InitConfig, TrainConfig, method_config, options, preset_config, resolve_auto,
+from ..config import (AUGMENTATIONS, BACKBONES, InitConfig, TrainConfig, method_config, options, preset_config, resolve_auto,
                       set_option, validate)
 from ..errors import UserError
 
@@ -105,17 +105,19 @@ def resolve(preset: str = "lfw-demo", overrides: Mapping[str, Any] | None = None
 
 
 def _whole_iterations(cfg: TrainConfig, notes: list[str]) -> None:
-    """Round the tick and snapshot intervals up to whole iterations of ``cfg.batch`` images, with a note for each
-    one changed, so that snapshots are evenly spaced and named at their interval (edm2 asserts the same). Up, so
-    that no snapshot comes before the point it was asked for (a study evaluates the first one at or after it)."""
+    """Round the tick and snapshot intervals up to whole iterations (of ``cfg.batch`` images, times the D steps of
+    a BigGAN iteration), with a note for each one changed, so that snapshots are evenly spaced and named at their
+    interval (edm2 asserts the same). Up, so that no snapshot comes before the point it was asked for (a study
+    evaluates the first one at or after it)."""
+    images = BACKBONES.build(cfg.network.backbone).images_per_iteration(cfg)
     for path, flag, what in (("tick_kimg", "--tick", "status lines"), ("snapshot_kimg", "--snap", "snapshots")):
         kimg = getattr(cfg, path)
-        iterations = kimg * 1000 / cfg.batch
+        iterations = kimg * 1000 / images
         whole = max(1, math.ceil(iterations - 1e-9))
         if abs(iterations - whole) > 1e-9:
-            setattr(cfg, path, whole * cfg.batch / 1000)
-            notes.append(f"{flag} {kimg:g} kimg is {iterations:g} iterations of {cfg.batch} images; {what} every "
-                         f"{whole * cfg.batch / 1000:g} kimg ({whole} iterations) instead.")
+            setattr(cfg, path, whole * images / 1000)
+            notes.append(f"{flag} {kimg:g} kimg is {iterations:g} iterations of {images} images; {what} every "
+                         f"{whole * images / 1000:g} kimg ({whole} iterations) instead.")
 
 
 def _check_given(cfg: TrainConfig, given: dict[str, Any], fields: dict[str, tuple[type, str]]) -> None:
@@ -130,6 +132,15 @@ def _check_given(cfg: TrainConfig, given: dict[str, Any], fields: dict[str, tupl
                 users = [e.name for e in AUGMENTATIONS if name in e.uses]
                 raise UserError(f"{fields[path][1]} is not used by --aug {kind}; drop it, or choose an augmentation "
                                 f"that uses it ({', '.join(users)}).")
+    backbone = cfg.network.backbone
+    if backbone in BACKBONES:
+        uses = BACKBONES.get(backbone).uses
+        for path in given:
+            owners = [e.name for e in BACKBONES if path in e.uses]
+            if owners and path not in uses:
+                what = fields[path][1] if path in fields else path
+                raise UserError(f"{what} is not used by --backbone {backbone}; drop it, or choose a backbone that "
+                                f"uses it ({', '.join(owners)}).")
     if "network.num_fp16_res" in given and cfg.data.resolution is not None:
         from ..nn.generator import check_num_fp16_res
         check_num_fp16_res(cfg.network.num_fp16_res, cfg.data.resolution)
@@ -139,6 +150,9 @@ def apply_init(cfg: TrainConfig, init: InitConfig) -> None:
     """Put ``init`` into ``cfg`` and make ``cfg.network`` say the file's architecture (what config.json shows)."""
     cfg.init = init
     n, g, d = cfg.network, init.G, init.D
+    if "ch" in g:                                        # a BigGAN network file (BigGANGenerator's config)
+        n.backbone, n.z_dim, n.width = "biggan", g["z_dim"], g["ch"]
+        return
     n.z_dim, n.w_dim, n.mapping_layers = g["z_dim"], g["w_dim"], g["mapping_layers"]
     n.channel_base, n.channel_max, n.conv_clamp = g["channel_base"], g["channel_max"], g["conv_clamp"]
     if d.get("mbstd_group_size") is not None:
