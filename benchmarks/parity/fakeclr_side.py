@@ -8,6 +8,7 @@ case the labels of the generated images are the anchor's (StyleGAN2-ADA draws th
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -114,13 +115,13 @@ def train(run: assembly.TrainingRun, case: cases.Case, gen_c: list[torch.Tensor]
     """``case.iterations`` iterations of fakeclr's loop: the records, or (``warmup``) the sec/kimg of the
     iterations after the first ``warmup``. ``gen_c``: the anchor's labels of the fakes ``[phases, B, c_dim]`` per
     iteration (conditional cases)."""
-    original = loop._random_labels
+    original = run.backbone
 
     def labels(data, n, c_dim, device):
         if not c_dim:
-            return original(data, n, c_dim, device)
+            return original.fake_labels(data, n, c_dim, device)
         return gen_c[run.iteration].reshape(n, c_dim).to(device)
-    loop._random_labels = labels
+    run.backbone = dataclasses.replace(original, fake_labels=labels)
     monitor = Recorder() if record else _Quiet()
     try:
         start = None
@@ -131,7 +132,7 @@ def train(run: assembly.TrainingRun, case: cases.Case, gen_c: list[torch.Tensor]
             if record:
                 monitor.records.append({"iteration": k, "phase": "end", "losses": {}, "tensors": snapshot(run)})
     finally:
-        loop._random_labels = original
+        run.backbone = original
     if warmup is not None:
         return (time.perf_counter() - start[0]) / (run.cur_nimg - start[1]) * 1000
     return monitor.records

@@ -37,6 +37,7 @@ class Backbone:
         update_ema: ``(G_ema, G, cfg, iteration, cur_nimg) -> None`` after each iteration, where ``iteration``
             and ``cur_nimg`` count what was done before it.
         synced_buffers: suffixes of G's buffers that are running statistics, averaged over processes.
+        fake_labels: ``(data, n, c_dim, device) -> [n, c_dim]``: the labels of a batch of generated images.
     """
     name: str
     networks: Callable[[TrainConfig, int], tuple[torch.nn.Module, torch.nn.Module]]
@@ -44,6 +45,7 @@ class Backbone:
     rounds: Callable[[TrainConfig], tuple[tuple[str, ...], ...]]
     update_ema: Callable[..., None]
     synced_buffers: tuple[str, ...]
+    fake_labels: Callable[..., torch.Tensor]
 
     def images_per_iteration(self, cfg: TrainConfig) -> int:
         """Real images one iteration shows D over all processes: the batch times the rounds with a D phase."""
@@ -87,10 +89,24 @@ def stylegan2_ema(G_ema: torch.nn.Module, G: torch.nn.Module, cfg: TrainConfig, 
         b_ema.copy_(b)
 
 
+def labels_from_data(data, n: int, c_dim: int, device) -> torch.Tensor:
+    """Labels drawn from the data set's label distribution ``[n, c_dim]`` (StyleGAN2-ADA)."""
+    if not c_dim:
+        return torch.zeros(n, 0, device=device)
+    return data.batch(torch.randint(len(data), (n,)))[1].to(device)
+
+
+def uniform_labels(data, n: int, c_dim: int, device) -> torch.Tensor:
+    """One-hot labels of classes drawn uniformly ``[n, c_dim]`` (BigGAN-PyTorch's ``y_.sample_()``)."""
+    if not c_dim:
+        return torch.zeros(n, 0, device=device)
+    return torch.nn.functional.one_hot(torch.randint(0, c_dim, (n,)), c_dim).float().to(device)
+
+
 def stylegan2() -> Backbone:
     """StyleGAN2 (Karras et al. 2020) as StyleGAN2-ADA trains it."""
     return Backbone("stylegan2", stylegan2_networks, stylegan2_loss, lambda cfg: STYLEGAN2_ROUNDS, stylegan2_ema,
-                    ("w_avg",))
+                    ("w_avg",), labels_from_data)
 
 
 # ---------------------------------------------------------------------------------------------------- BigGAN
@@ -122,6 +138,6 @@ def biggan_ema(G_ema: torch.nn.Module, G: torch.nn.Module, cfg: TrainConfig, ite
 
 def biggan() -> Backbone:
     """BigGAN (Brock et al. 2019) as DiffAugment's BigGAN-CIFAR trains it: hinge loss, ``d_steps`` D steps per
-    G step, a decaying EMA from ``ema_start``."""
+    G step, a decaying EMA from ``ema_start``, uniformly drawn classes for the fakes."""
     return Backbone("biggan", biggan_networks, lambda cfg: biggan_terms(), biggan_rounds, biggan_ema,
-                    ("stored_mean", "stored_var"))
+                    ("stored_mean", "stored_var"), uniform_labels)

@@ -103,8 +103,8 @@ def train_step(run: TrainingRun, monitor: Monitor) -> None:
         # One latent batch for each phase of the round, whether or not the phase has terms (StyleGAN2-ADA draws
         # them all even when its Greg phase has nothing to do).
         all_z = torch.randn(len(round_phases), batch, G.z_dim, device=device)
-        all_c = _random_labels(run.data, len(round_phases) * batch, c_dim, device).reshape(len(round_phases), batch,
-                                                                                           c_dim)
+        all_c = run.backbone.fake_labels(run.data, len(round_phases) * batch, c_dim, device)
+        all_c = all_c.reshape(len(round_phases), batch, c_dim)
         monitor.add_time("data", time.perf_counter() - t0)
         for k, name in enumerate(round_phases):
             phase = run.phase_named(name)
@@ -351,10 +351,3 @@ def _snapshot_metrics(cfg: TrainConfig, G_ema, data, device, run_dir: Path, snap
             monitor.scalar(f"Metrics/{key}", value, cur_nimg)
         values = "  ".join(f"{k} {v:.4g}" for k, v in result.results.items())
         print(f"  {values}  ({result.num} images, {result.seconds:.0f}s)", file=stream, flush=True)
-
-
-def _random_labels(data, n: int, c_dim: int, device) -> torch.Tensor:
-    """Labels for generated images drawn from the data set's label distribution ``[n, c_dim]``."""
-    if not c_dim:
-        return torch.zeros(n, 0, device=device)
-    return data.batch(torch.randint(len(data), (n,)))[1].to(device)
