@@ -53,7 +53,8 @@ METHODS = Registry("method", "--method", [
 BACKBONES = Registry("backbone", "--backbone", [
     Entry("stylegan2", "StyleGAN2-ADA", "fakeclr.train.backbone:stylegan2", uses=(
         "network.w_dim", "network.mapping_layers", "network.channel_base", "network.channel_max",
-        "network.conv_clamp", "network.mbstd_group_size", "network.num_fp16_res", "network.fp16_channels_last",
+        "network.conv_clamp", "network.mbstd_group_size", "network.d_architecture", "network.num_fp16_res",
+        "network.fp16_channels_last",
         "loss.r1_gamma", "loss.r1_interval", "loss.pl_weight", "loss.pl_interval", "loss.pl_batch_shrink",
         "loss.pl_decay", "loss.style_mixing_prob", "ema_kimg", "ema_rampup")),
     Entry("biggan", "BigGAN-CIFAR of DiffAugment", "fakeclr.train.backbone:biggan", uses=(
@@ -445,6 +446,25 @@ PRESETS: dict[str, dict[str, Any]] = {
         optim=dict(lr=2e-4, beta1=0.0, beta2=0.999, eps=1e-8),
         augment=dict(kind="none"),
         kimg=50000.0, batch=50, d_steps=4, ema_decay=0.9999, ema_start=1000, tick_kimg=20.0, snapshot_kimg=400.0,
+    ),
+    # CPU scale of issue 29's Table 4 runs (Fashion-MNIST padded to 32 px, 2 cores): both backbones about 25 sec/kimg
+    # on one thread (benchmarks/train_speed.py). The EMA keeps its reference's share of a run: BigGAN's half-life
+    # of 6931 iterations in 250k is 43 in a 100-kimg run of 64 reals an iteration (decay 0.985, from iteration 10);
+    # StyleGAN2-ADA cifar's 500 kimg in 100000 is 0.5 kimg in 100.
+    "biggan-cpu": dict(
+        data=dict(resolution=32, mirror=True),
+        network=dict(backbone="biggan", z_dim=128, width=16),
+        optim=dict(lr=2e-4, beta1=0.0, beta2=0.999, eps=1e-8),
+        augment=dict(kind="none"),
+        kimg=102.4, batch=16, d_steps=4, ema_decay=0.985, ema_start=10, tick_kimg=1.6, snapshot_kimg=12.8,
+    ),
+    "cifar-cpu": dict(
+        data=dict(resolution=32, mirror=True),
+        network=dict(z_dim=64, w_dim=64, mapping_layers=2, channel_base=1024, channel_max=64, mbstd_group_size=16,
+                     d_architecture="orig"),
+        loss=dict(r1_gamma=0.01, pl_weight=0.0, style_mixing_prob=0.0),
+        augment=dict(kind="ada", target=0.6),
+        kimg=102.4, batch=16, ema_kimg=0.5, ema_rampup=0.05, tick_kimg=1.6, snapshot_kimg=12.8,
     ),
     # [ADA] auto: batch, mbstd, fmaps, lr, gamma and EMA follow the resolution and process count (resolve_auto).
     "auto": dict(
