@@ -43,6 +43,17 @@ def test_schedule_counts_d_steps_and_images(tmp_path):
     assert isinstance(nets["G"], BigGANGenerator) and isinstance(nets["D"], BigGANDiscriminator)
 
 
+def test_optimizers_are_the_references_adam(tmp_path):
+    """BigGAN has no lazy regulariser: G's and D's Adam keep lr 2e-4 and betas (0, 0.999) as given (StyleGAN2's
+    lazy ratio, which its presets apply even with the regulariser off, must not leak in)."""
+    from fakeclr.train.assembly import build_run
+    cfg = resolve("biggan-cifar", {"data.source": "lfw", "network.width": 1})
+    run = build_run(cfg, tmp_path, torch.device("cpu"), fresh=True, source=None)
+    groups = [o.param_groups[0] for ph in run.phases for o in ph.opts]
+    assert {(g["lr"], g["betas"], g["eps"]) for g in groups} == {(2e-4, (0.0, 0.999), 1e-8)}
+    assert {ph.name: ph.interval for ph in run.phases} == {"Gmain": 1, "Dmain": 1}
+
+
 def test_g_ema_copies_g_until_ema_start(tmp_path):
     """With ema_start 3, after iteration 2 (< 3) G_ema equals G, buffers included; after more it does not."""
     out = train(tiny_biggan(kimg=0.048, ema_start=3), tmp_path / "a", tensorboard=False)

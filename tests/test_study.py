@@ -528,3 +528,34 @@ def test_a_study_with_one_evaluation_point_shows_each_seed_side_by_side(tmp_path
     two = _record_of({("a", 0): [(20, 15.0, 0.03), (40, 10.0, 0.015)]})
     md = st.write_study(two, tmp_path / "two")["md"].read_text()
     assert "## FID vs kimg" in md and "seed 0 |" not in md
+
+
+def test_table4_plans_each_backbone_on_its_preset():
+    """Table 4 at the CPU scale: 12 runs (BigGAN conditional only), the BigGAN ones on biggan-cpu, the StyleGAN2
+    ones on cifar-cpu; the settings set --cond and a 20 % subset; every run resolves."""
+    study = st.STUDIES["table4"]
+    assert len(study.runs) == 12
+    jobs = st.plan_study(study, ["lfw"], "/out", "cifar-cpu", [0])
+    by = {j.run: j for j in jobs}
+    assert by["biggan-fakeclr-cond-20"].preset == "biggan-cpu" and by["stylegan2-insgen-uncond-full"].preset == "cifar-cpu"
+    a = by["biggan-fakeclr-cond-20"].overrides
+    assert (a["network.backbone"], a["augment.kind"], a["contrastive.method"]) == ("biggan", "apa", "fakeclr")
+    assert a["data.use_labels"] is True and a["data.subset"] == 0.2 and a["kimg"] == 102.4
+    assert "data.subset" not in by["stylegan2-fakeclr-uncond-full"].overrides
+    assert "data.use_labels" not in by["stylegan2-fakeclr-uncond-full"].overrides
+    assert by["stylegan2-fakeclr-cond-full"].points == [25.6, 51.2, 76.8, 102.4]
+    st.check_jobs(jobs)
+    cfg = by["biggan-apa-cond-full"].config()
+    assert (cfg.network.backbone, cfg.network.width, cfg.d_steps, cfg.batch) == ("biggan", 16, 4, 16)
+    assert ("biggan-fakeclr-cond-20", "biggan-apa-cond-20") in study.comparisons
+    assert ("stylegan2-fakeclr-uncond-full", "stylegan2-insgen-uncond-full") in study.comparisons
+    assert len(study.comparisons) == 6
+
+
+def test_claims_of_given_comparisons_pair_only_those_runs():
+    entries = [_entry("a-fakeclr", 0, 10.0, 0.1), _entry("a-apa", 0, 12.0, 0.2), _entry("b-fakeclr", 0, 9.0, 0.1),
+               _entry("b-insgen", 0, 8.0, 0.05)]
+    out = st.claims(entries, None, (("a-fakeclr", "a-apa"), ("b-fakeclr", "b-insgen"), ("c-fakeclr", "c-x")))
+    assert {(c["subject"], c["other"]) for c in out} == {("a-fakeclr", "a-apa"), ("b-fakeclr", "b-insgen")}
+    fid = {(c["subject"], c["metric"]): c["wins"] for c in out}
+    assert fid[("a-fakeclr", "fid1k_full")] == 1 and fid[("b-fakeclr", "fid1k_full")] == 0

@@ -51,17 +51,21 @@ def make_optimizer(modules: list[torch.nn.Module], cfg: TrainConfig, interval: i
 
 
 def build_phases(G, D, cfg: TrainConfig, terms: list, d_extras: list[torch.nn.Module] = (),
-                 own_optimizers: dict[str, list[torch.nn.Module]] | None = None) -> list[Phase]:
+                 own_optimizers: dict[str, list[torch.nn.Module]] | None = None,
+                 lazy_intervals: tuple[int, int] | None = None) -> list[Phase]:
     """Group the terms by phase; a phase without terms is dropped. G/D optimizers are shared by their phases.
 
     ``d_extras`` (the contrastive heads) are trained in the D phases, by D's optimizer unless ``own_optimizers``
     gives them one each: ``{"G": [...], "D": [...]}`` names whose settings (lr, betas and lazy ratio) that
     optimizer copies (the released InsGen/FakeCLR code: the fake head follows G's, the real head D's).
 
-    The lazy-regularisation ratio follows ``pl_interval`` / ``r1_interval`` whether or not the regulariser is on,
-    as in StyleGAN2-ADA, where ``G_reg_interval`` stays 4 when ``pl_weight`` is 0 (its ``cifar`` config).
+    ``lazy_intervals`` are G's and D's regularisation intervals (the backbone's, :class:`Backbone`); by default
+    ``pl_interval`` / ``r1_interval``, whether or not the regulariser is on, as in StyleGAN2-ADA, where
+    ``G_reg_interval`` stays 4 when ``pl_weight`` is 0 (its ``cifar`` config).
     """
-    g_int, d_int = max(cfg.loss.pl_interval, 1), max(cfg.loss.r1_interval, 1)
+    if lazy_intervals is None:
+        lazy_intervals = (cfg.loss.pl_interval, cfg.loss.r1_interval)
+    g_int, d_int = (max(k, 1) for k in lazy_intervals)
     own = own_optimizers or {}
     g_modules, d_modules = [G], [D, *d_extras]
     owned = {id(m) for ms in own.values() for m in ms}
@@ -156,7 +160,7 @@ def build_run(cfg: TrainConfig, run_dir: Path, device: torch.device, fresh: bool
     stateful_terms = _term_states(terms)
     for t in stateful_terms.values():
         t.to(device)
-    phases = build_phases(G, D, cfg, terms, method.trainable, method.own_optimizers)
+    phases = build_phases(G, D, cfg, terms, method.trainable, method.own_optimizers, backbone.lazy_intervals(cfg))
     rounds = backbone.rounds(cfg)
     unscheduled = sorted({p.name for p in phases} - {name for r in rounds for name in r})
     if unscheduled:

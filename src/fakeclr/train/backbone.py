@@ -38,6 +38,8 @@ class Backbone:
             and ``cur_nimg`` count what was done before it.
         synced_buffers: suffixes of G's buffers that are running statistics, averaged over processes.
         fake_labels: ``(data, n, c_dim, device) -> [n, c_dim]``: the labels of a batch of generated images.
+        lazy_intervals: ``cfg -> (G's, D's)`` lazy-regularisation intervals, which rescale the optimizers' lr and
+            betas (StyleGAN2 App. B); ``(1, 1)`` for a backbone without lazy regularisers.
     """
     name: str
     networks: Callable[[TrainConfig, int], tuple[torch.nn.Module, torch.nn.Module]]
@@ -46,6 +48,7 @@ class Backbone:
     update_ema: Callable[..., None]
     synced_buffers: tuple[str, ...]
     fake_labels: Callable[..., torch.Tensor]
+    lazy_intervals: Callable[[TrainConfig], tuple[int, int]]
 
     def images_per_iteration(self, cfg: TrainConfig) -> int:
         """Real images one iteration shows D over all processes: the batch times the rounds with a D phase."""
@@ -106,7 +109,7 @@ def uniform_labels(data, n: int, c_dim: int, device) -> torch.Tensor:
 def stylegan2() -> Backbone:
     """StyleGAN2 (Karras et al. 2020) as StyleGAN2-ADA trains it."""
     return Backbone("stylegan2", stylegan2_networks, stylegan2_loss, lambda cfg: STYLEGAN2_ROUNDS, stylegan2_ema,
-                    ("w_avg",), labels_from_data)
+                    ("w_avg",), labels_from_data, lambda cfg: (cfg.loss.pl_interval, cfg.loss.r1_interval))
 
 
 # ---------------------------------------------------------------------------------------------------- BigGAN
@@ -140,4 +143,4 @@ def biggan() -> Backbone:
     """BigGAN (Brock et al. 2019) as DiffAugment's BigGAN-CIFAR trains it: hinge loss, ``d_steps`` D steps per
     G step, a decaying EMA from ``ema_start``, uniformly drawn classes for the fakes."""
     return Backbone("biggan", biggan_networks, lambda cfg: biggan_terms(), biggan_rounds, biggan_ema,
-                    ("stored_mean", "stored_var"), uniform_labels)
+                    ("stored_mean", "stored_var"), uniform_labels, lambda cfg: (1, 1))

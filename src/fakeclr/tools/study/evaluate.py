@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UserError
+from ...nn import has_w_space
 from ...provenance import code_version, recorded_code
 from ...train.checkpoint import tagged_kimg
 from .summary import noise_floor
@@ -87,7 +88,7 @@ def evaluate_run(run_dir: str | Path, points: list[float], num_gen: int, continu
         dataset = dataset or training_dataset(snapshot, None, G)
         ctx = MetricContext(G, dataset, device, seed=EVAL_SEED, num_gen=num_gen, progress=False)
         wanted = [("fid5k_full", ctx), ("kid5k_full", ctx)]
-        if last:
+        if last and has_w_space(G):                      # PPL and continuity walk StyleGAN2's W space
             wanted.append(("ppl_wend" if compared_size(G.img_resolution, True) >= 16 else "ppl2_wend", ctx))
             if continuity_paths:
                 wanted.append(("continuity_w", MetricContext(G, dataset, device, seed=EVAL_SEED,

@@ -121,18 +121,19 @@ def plan_study(study: Study, datas: list[str], outdir: str | Path, scale: str = 
                              "snapshot_kimg": float(min(every, kimg, sc.snap))}
                 if sc.resolution is not None:
                     overrides["data.resolution"] = sc.resolution
-                overrides.update(_scale_overrides(sc, own))
+                overrides.update(_scale_overrides(sc, own, sc.preset_for(own.get("network.backbone"))))
                 overrides.update(own)
-                jobs.append(Job(run, source, dname, seed, outdir / dname / f"{run}-seed{seed}", sc.preset,
+                preset = sc.preset_for(own.get("network.backbone"))
+                jobs.append(Job(run, source, dname, seed, outdir / dname / f"{run}-seed{seed}", preset,
                                 overrides, kimg, evaluation_points(kimg, every), num_gen, sc.continuity_paths,
                                 seed in noisy, inits[run]))
     return jobs
 
 
-def _scale_overrides(sc: Scale, own: dict[str, Any]) -> dict[str, Any]:
+def _scale_overrides(sc: Scale, own: dict[str, Any], preset: str) -> dict[str, Any]:
     """The scale's options (by path) that the run's augmentation reads: ``augment.speed_kimg`` (``--ada-kimg``)
     goes to ADA and APA runs, not to ADA-linear or DiffAugment ones, which would refuse it."""
-    aug = own.get("augment.kind", preset_config(sc.preset).augment.kind)
+    aug = own.get("augment.kind", preset_config(preset).augment.kind)
     uses = AUGMENTATIONS.get(aug).uses if aug in AUGMENTATIONS else ()
     out = {}
     for path, value in run_overrides(f"of scale {sc.preset}", sc.options).items():

@@ -32,7 +32,8 @@ class Scale:
     (at most ``eval_every``), so a run stopped without warning loses at most that much; ``num_gen``:
     generated images per FID/KID (and PPL samples);
     ``continuity_paths``: interpolation paths of the continuity score; ``options``: options (as a run's) of
-    every run at this scale that its augmentation reads (a run's own options come after them and win).
+    every run at this scale that its augmentation reads (a run's own options come after them and win);
+    ``backbone_presets``: the preset of a run that chooses another backbone (``{"biggan": "biggan-cpu"}``).
     """
     preset: str
     resolution: int | None
@@ -42,6 +43,13 @@ class Scale:
     continuity_paths: int
     snap: float
     options: dict[str, Any] = field(default_factory=dict)
+    backbone_presets: dict[str, str] = field(default_factory=dict)
+
+    def preset_for(self, backbone: str | None) -> str:
+        """The preset of a run with ``backbone`` (``None``: the run leaves it to the scale's preset)."""
+        if backbone is None or backbone not in self.backbone_presets:
+            return self.preset
+        return self.backbone_presets[backbone]
 
 
 SCALES: dict[str, Scale] = {
@@ -56,6 +64,14 @@ SCALES: dict[str, Scale] = {
     # whatever the README demo's preset uses.
     "cpu32": Scale("lfw-demo", 32, kimg=40.0, eval_every=10.0, num_gen=1000, continuity_paths=50, snap=5.0,
                    options={"ada-kimg": 4, "target": 0.6}),
+    # Table 4 on this machine (issue 29): Fashion-MNIST padded to 32 px, the CPU presets of both backbones (about
+    # 25 sec/kimg each on one thread); the length was chosen from the FID-vs-kimg pilot (docs/results.md).
+    "cifar-cpu": Scale("cifar-cpu", 32, kimg=102.4, eval_every=25.6, num_gen=2000, continuity_paths=0, snap=12.8,
+                       backbone_presets={"biggan": "biggan-cpu"}),
+    # Table 4 as the papers run it (CIFAR-10, 32 px): StyleGAN2-ADA's cifar config and DiffAugment's BigGAN-CIFAR,
+    # the BigGAN length (50M images) for both, FID of 10k generated images; a GPU job.
+    "cifar": Scale("cifar", 32, kimg=50000.0, eval_every=2000.0, num_gen=10000, continuity_paths=0, snap=400.0,
+                   backbone_presets={"biggan": "biggan-cifar"}),
     # The paper's few-shot setting (256 px, batch 64): a GPU job.
     "paper256": Scale("fewshot256", 256, kimg=10000.0, eval_every=500.0, num_gen=5000, continuity_paths=50,
                       snap=100.0),
@@ -73,6 +89,8 @@ class Study:
     runs: dict[str, dict[str, Any]]
     subject: str | None = None
     paper: str | None = None
+    # Claims "a < b" to test, where one subject does not fit (Table 4 compares within each backbone and setting).
+    comparisons: tuple[tuple[str, str], ...] = ()
 
 
 # The contrastive methods run on ADA-linear, the augmentation of FakeCLR's released training command; `ada-linear`
@@ -80,6 +98,22 @@ class Study:
 _LINEAR = {"aug": "ada-linear"}
 _RELEASED = {"forgetting": "official", "mixing": "independent", "reuse-forward": False, "positive-first": True,
              "head-momentum": "forward", "head-optimizer": "own"}
+# Table 4: each row's method on its backbone, in each setting the paper reports (BigGAN: conditional only). The
+# BigGAN rows are APA (Jiang et al. 2021) and FakeCLR on the same augmentation; the StyleGAN rows InsGen and FakeCLR
+# on ADA, InsGen's CIFAR setting. Subsets: 20 % of the training images chosen as StyleGAN2-ADA's --subset does with
+# seed 0 (the same images as DiffAugment's BigGAN-CIFAR picks; docs/training.md).
+_TABLE4_ROWS = {"biggan-apa": {"backbone": "biggan", "aug": "apa", "method": "ada"},
+                "biggan-fakeclr": {"backbone": "biggan", "aug": "apa", "method": "fakeclr"},
+                "stylegan2-insgen": {"backbone": "stylegan2", "aug": "ada", "method": "insgen"},
+                "stylegan2-fakeclr": {"backbone": "stylegan2", "aug": "ada", "method": "fakeclr"}}
+_TABLE4_SETTINGS = {"cond-20": {"cond": True, "subset": 0.2}, "cond-full": {"cond": True},
+                    "uncond-20": {"subset": 0.2}, "uncond-full": {}}
+_TABLE4_RUNS = {f"{row}-{setting}": {**opts, **data} for row, opts in _TABLE4_ROWS.items()
+                for setting, data in _TABLE4_SETTINGS.items()
+                if not (row.startswith("biggan") and setting.startswith("uncond"))}
+_TABLE4_PAIRS = tuple((f"{b}-fakeclr-{s}", f"{b}-{other}-{s}") for b, other in (("biggan", "apa"),
+                                                                               ("stylegan2", "insgen"))
+                      for s in _TABLE4_SETTINGS if f"{b}-fakeclr-{s}" in _TABLE4_RUNS)
 STUDIES: dict[str, Study] = {
     "table2": Study("table2", "supplementary Table 2: augmentation baselines, InsGen and FakeCLR", {
         "ada": {"method": "ada", "aug": "ada"},
@@ -133,6 +167,17 @@ PAPER: dict[str, list[tuple[str, str | None, str, dict[str, float]]]] = {
                                                   "fakeclr-pl2": 10.40, "fakeclr-pl5": 10.78, "fakeclr-pl10": 11.32}),
         ("paper PPL, FFHQ-2K 256 px", None, "ppl", {"insgen-pl2": 199, "insgen-pl5": 183, "insgen-pl10": 180,
                                                   "fakeclr-pl2": 171, "fakeclr-pl5": 160, "fakeclr-pl10": 145}),
+    ],
+    "table4": [
+        # The BigGAN rows: FID of 10k generated images against the 10k test images (DiffAugment's protocol); the
+        # StyleGAN rows: the protocol of InsGen's code (docs/metrics.md says which is known and which a guess).
+        ("paper FID, CIFAR-10", None, "fid", {
+            "biggan-apa-cond-20": 15.3, "biggan-apa-cond-full": 8.28,
+            "biggan-fakeclr-cond-20": 13.6, "biggan-fakeclr-cond-full": 7.62,
+            "stylegan2-insgen-cond-20": 5.3, "stylegan2-insgen-cond-full": 2.24,
+            "stylegan2-insgen-uncond-20": 4.83, "stylegan2-insgen-uncond-full": 2.7,
+            "stylegan2-fakeclr-cond-20": 4.28, "stylegan2-fakeclr-cond-full": 2.13,
+            "stylegan2-fakeclr-uncond-20": 4.6, "stylegan2-fakeclr-uncond-full": 2.32}),
     ],
     "table5": [
         ("paper FID, FFHQ-2K 256 px", None, "fid", {"instance-perturbation": 11.29, "config-a": 12.46,

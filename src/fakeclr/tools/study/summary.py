@@ -63,38 +63,43 @@ def _metric_key(metrics: dict[str, Any], kind: str) -> str | None:
     return keys[0] if keys else None
 
 
-def claims(entries: list[dict[str, Any]], subject: str | None) -> list[dict[str, Any]]:
-    """One claim per data set, other run and metric kind: "subject < other", tested seed by seed.
+def claims(entries: list[dict[str, Any]], subject: str | None,
+           comparisons: tuple[tuple[str, str], ...] = ()) -> list[dict[str, Any]]:
+    """One claim per data set, other run and metric kind: "subject < other", tested seed by seed; with
+    ``comparisons``, one per given pair ``(subject, other)`` instead.
 
     Each claim: ``data``, ``subject``, ``other``, ``metric``, ``wins`` (seeds where the subject's value is lower),
     ``seeds`` (seeds both finished), ``mean_diff`` (mean over those seeds of subject - other), ``noise_floor``
     (mean of both runs' noise floor of that metric, where it has one) and ``text``.
     """
     done = [e for e in entries if e["status"] == "done"]
-    if subject is None or not any(e["name"] == subject for e in done):
+    names = {e["name"] for e in done}
+    if comparisons:
+        pairs_of_runs = [(a, b) for a, b in comparisons if a in names and b in names]
+    elif subject is not None and subject in names:
+        pairs_of_runs = [(subject, other) for other in sorted(names - {subject})]
+    else:
         return []
     out = []
-    for data in sorted({e["data"] for e in done}):
+    for data, (subject, other) in [(d, p) for d in sorted({e["data"] for e in done}) for p in pairs_of_runs]:
         mine = {e["seed"]: e for e in done if e["data"] == data and e["name"] == subject}
-        others = sorted({e["name"] for e in done if e["data"] == data and e["name"] != subject})
-        for other in others:
-            theirs = {e["seed"]: e for e in done if e["data"] == data and e["name"] == other}
-            seeds = sorted(set(mine) & set(theirs))
-            for kind in CLAIM_METRICS:
-                key = _metric_key(mine[seeds[0]]["metrics"], kind) if seeds else None
-                pairs = [(mine[s]["metrics"].get(key), theirs[s]["metrics"].get(key)) for s in seeds] if key else []
-                pairs = [(a, b) for a, b in pairs if _finite(a) and _finite(b)]
-                if not pairs:
-                    continue
-                wins = sum(a < b for a, b in pairs)
-                diff = statistics.fmean(a - b for a, b in pairs)
-                floors = [e["metrics"].get(f"noise_{key}") for e in (*mine.values(), *theirs.values())]
-                floors = [f for f in floors if _finite(f)]
-                floor = statistics.fmean(floors) if floors else None
-                text = (f"{subject} < {other} on {key} ({data}): true in {wins} of {len(pairs)} seed(s), mean "
-                        f"difference {diff:+.4g}" + (f", noise floor {floor:.3g}" if floor is not None else ""))
-                out.append({"data": data, "subject": subject, "other": other, "metric": key, "wins": wins,
-                            "seeds": len(pairs), "mean_diff": diff, "noise_floor": floor, "text": text})
+        theirs = {e["seed"]: e for e in done if e["data"] == data and e["name"] == other}
+        seeds = sorted(set(mine) & set(theirs))
+        for kind in CLAIM_METRICS:
+            key = _metric_key(mine[seeds[0]]["metrics"], kind) if seeds else None
+            pairs = [(mine[s]["metrics"].get(key), theirs[s]["metrics"].get(key)) for s in seeds] if key else []
+            pairs = [(a, b) for a, b in pairs if _finite(a) and _finite(b)]
+            if not pairs:
+                continue
+            wins = sum(a < b for a, b in pairs)
+            diff = statistics.fmean(a - b for a, b in pairs)
+            floors = [e["metrics"].get(f"noise_{key}") for e in (*mine.values(), *theirs.values())]
+            floors = [f for f in floors if _finite(f)]
+            floor = statistics.fmean(floors) if floors else None
+            text = (f"{subject} < {other} on {key} ({data}): true in {wins} of {len(pairs)} seed(s), mean "
+                    f"difference {diff:+.4g}" + (f", noise floor {floor:.3g}" if floor is not None else ""))
+            out.append({"data": data, "subject": subject, "other": other, "metric": key, "wins": wins,
+                        "seeds": len(pairs), "mean_diff": diff, "noise_floor": floor, "text": text})
     return out
 
 
@@ -124,7 +129,7 @@ def study_record(study: Study, jobs: list[Job], results: list[dict[str, Any]]) -
     return {"study": study.name, "description": study.description, "subject": study.subject, "paper": study.paper,
             "runs_spec": study.runs, "runs": entries, "summary": summarise(entries),
             "compute_s": sum(times),  # training + evaluation seconds of the finished runs, added up
-            "claims": claims(entries, study.subject),
+            "claims": claims(entries, study.subject, study.comparisons),
             "written": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
