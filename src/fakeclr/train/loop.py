@@ -324,7 +324,9 @@ def _announce(run: TrainingRun, resumed: bool, loaded: list[str], grid_z, grid_c
         save_grid(_sample_grid(run.G_ema, grid_z, grid_c, run.batch), run_dir / f"fakes{0:06d}.png")
     params = lambda m: sum(p.numel() for p in m.parameters()) / 1e6     # noqa: E731
     print(f"Training {cfg.preset} on {cfg.data.source}: {len(run.data)} images at {cfg.data.resolution}px, "
-          f"{cfg.data.channels} channel(s); batch {cfg.batch} on {world} process(es)"
+          f"{cfg.data.channels} channel(s); {cfg.network.backbone}, batch {cfg.batch}"
+          f"{f' ({run.images_per_iteration} reals an iteration)' if run.images_per_iteration != cfg.batch else ''}"
+          f" on {world} process(es)"
           f"{' (' + dist.backend() + ')' if dist.backend() else ''}; "
           f"{'resuming at kimg ' + format(run.cur_nimg / 1000, 'g') if resumed else 'starting'}; "
           f"G {params(run.G):.2f}M, D {params(run.D):.2f}M params.", file=stream, flush=True)
