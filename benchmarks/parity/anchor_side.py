@@ -1,5 +1,6 @@
 """Runs an anchor's own ``training_loop`` on the CPU for a parity case and records it (run by ``run.py`` in a
-subprocess, with the anchor's patched copy as working directory; imports nothing of fakeclr).
+subprocess, with the anchor's patched copy as working directory; imports nothing of fakeclr). BigGAN's reference
+has no loop function to call; :func:`run_biggan` drives its training function as its ``train.py`` does.
 
     python anchor_side.py ANCHOR_DIR SPEC.json INPUTS.pt OUT.pt [--time WARMUP]
 
@@ -177,15 +178,153 @@ class Feed:
         return self.inputs["images"][idx], self.onehot[idx]
 
 
+# ---------------------------------------------------------------------------------------------------- BigGAN
+BIGGAN_DIR = "DiffAugment-biggan-cifar"
+
+
+def stub_modules(names: list[str]) -> None:
+    """Empty modules for imports the BigGAN code makes but the training function never uses (torchvision and tqdm
+    for its data loaders, progress bars and image sheets; its ``datasets`` module, which needs h5py)."""
+    import types
+
+    def anything(attr, name):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return types.ModuleType(f"{name}.{attr}")
+    import importlib.machinery
+    for name in names:
+        module = types.ModuleType(name)
+        module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+        module.__getattr__ = lambda attr, name=name: anything(attr, name)   # any public attribute
+        sys.modules[name] = module
+        parent, _, child = name.rpartition(".")
+        if parent in sys.modules:
+            setattr(sys.modules[parent], child, module)
+
+
+class BigGANRecorder:
+    """After every optimizer step of the reference's training function (read from its frame: ``G``, ``D``, the
+    losses) and after every iteration: the same names as fakeclr_side.snapshot."""
+
+    def __init__(self):
+        self.records: list[dict] = []
+
+    def snapshot(self, G, D, G_ema) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for prefix, net in (("G", G), ("D", D), ("G_ema", G_ema)):
+            out.update({f"{prefix}.{k}": v.detach().clone() for k, v in net.state_dict().items()})
+        for prefix, net in (("G", G), ("D", D)):
+            names = {id(p): f"{prefix}.{k}" for k, p in net.named_parameters()}
+            for p, st in net.optim.state.items():
+                for key in ("exp_avg", "exp_avg_sq"):
+                    out[f"adam.{key}.{names[id(p)]}"] = st[key].detach().clone()
+                out[f"adam.step.{names[id(p)]}"] = torch.as_tensor(st["step"], dtype=torch.float64).clone()
+        return out
+
+    def step_done(self, optimizer, f: dict, G_ema) -> None:
+        G, D = f["G"], f["D"]
+        k = int(f["state_dict"]["itr"])
+        if optimizer is D.optim:
+            real = f["D_real"].detach().double()
+            losses = {"Loss/D/loss": float(f["D_loss_real"]) + float(f["D_loss_fake"]),
+                      "Loss/scores/real": float(real.mean()), "Loss/signs/real": float(real.sign().mean())}
+            phase = "Dmain"
+        else:
+            losses = {"Loss/G/loss": float(f["G_loss"]), "Loss/scores/fake": float(f["D_fake"].double().mean())}
+            phase = "Gmain"
+        self.records.append({"iteration": k, "phase": phase, "losses": losses,
+                             "tensors": self.snapshot(G, D, G_ema)})
+
+
+def run_biggan(anchor_dir: str, spec: dict, inputs: dict, out_path: str) -> None:
+    """DiffAugment-BigGAN's own training function (``train_fns.GAN_training_function``) with its networks, G_D,
+    EMA, latent samplers and optimizers, built and driven as its ``train.py`` ``run`` does: the model and EMA
+    construction, ``prepare_z_y``, and per iteration ``G.train(); D.train(); G_ema.train(); train(x, y);
+    itr += 1``. What ``run`` does besides (loggers, Inception metrics, sample sheets, checkpoints) is left out.
+    The case's real batches are handed in as one tensor per iteration (``num_D_steps`` chunks, as its loader's
+    ``D_batch_size``), normalised as fakeclr does (``u8 / 127.5 - 1``). The changes around its code, both to the
+    random numbers and not to what is computed: ``z_``'s sampler reseeds torch and numpy before the draw of each D
+    step (fakeclr reseeds there too, at the real batch's fetch; the G step draws on from there on both sides), and
+    an unconditional case (one class, ``n_classes`` 1) fills ``y_`` with zeros without drawing them."""
+    os.chdir(os.path.join(anchor_dir, BIGGAN_DIR))
+    sys.path.insert(0, os.getcwd())
+    stub_modules(["torchvision", "torchvision.transforms", "torchvision.datasets", "torchvision.datasets.utils",
+                  "tqdm", "h5py", "datasets"])
+    import BigGAN as model
+    import train_fns
+    import utils
+
+    config = vars(utils.prepare_parser().parse_args(spec["flags"]))
+    # What run() derives from the data set and the activation names. Unconditional (fakeclr's c_dim 0): one class.
+    config["resolution"], config["n_classes"] = spec["resolution"], max(spec["c_dim"], 1)
+    config["G_activation"] = utils.activation_dict[config["G_nl"]]
+    config["D_activation"] = utils.activation_dict[config["D_nl"]]
+    utils.seed_rng(config["seed"])
+    G, D = model.Generator(**config), model.Discriminator(**config)
+    G_ema = model.Generator(**{**config, "skip_init": True, "no_optim": True})
+    ema = utils.ema(G, G_ema, config["ema_decay"], config["ema_start"])
+    GD = model.G_D(G, D)
+    state_dict = {"itr": 0, "epoch": 0, "save_num": 0, "save_best_num": 0, "best_IS": 0, "best_FID": 999999,
+                  "config": config}
+    with torch.no_grad():                            # the case's initial state (fakeclr's seeded networks)
+        for name, net in (("G", G), ("D", D), ("G_ema", G_ema)):
+            net.load_state_dict(inputs["state"][name])
+    G_batch_size = max(config["G_batch_size"], config["batch_size"])
+    z_, y_ = utils.prepare_z_y(G_batch_size, G.dim_z, config["n_classes"], device="cpu", fp16=config["G_fp16"])
+    draws = {"n": 0, "rounds": 0}
+    sample = z_.sample_
+
+    def reseeding_sample():
+        if draws["n"] % (config["num_D_steps"] + 1) < config["num_D_steps"]:     # a D step's draw
+            seed_iteration(inputs["seed_base"], draws["rounds"])
+            draws["rounds"] += 1
+        draws["n"] += 1
+        sample()
+    z_.sample_ = reseeding_sample
+    if not spec["c_dim"]:
+        # One class: fakeclr draws no labels, the reference's random_(0, 1) takes random numbers for its zeros.
+        y_.sample_ = y_.zero_
+    train = train_fns.GAN_training_function(G, D, GD, z_, y_, ema, state_dict, config)
+
+    recorder = BigGANRecorder()
+
+    def after_step(optimizer, args, kwargs):
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.startswith(TORCH_DIR):
+            frame = frame.f_back
+        recorder.step_done(optimizer, frame.f_locals, G_ema)
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+    register_optimizer_step_post_hook(after_step)
+
+    fetches = config["num_D_steps"]
+    for k in range(spec["iterations"]):
+        idx = torch.as_tensor(sum(inputs["batches"][k * fetches:(k + 1) * fetches], []))
+        x = inputs["images"][idx].float() / 127.5 - 1
+        y = inputs["labels"][idx].long() if spec["c_dim"] else torch.zeros(len(idx), dtype=torch.long)
+        G.train()
+        D.train()
+        G_ema.train()
+        train(x, y)
+        state_dict["itr"] += 1
+        recorder.records.append({"iteration": k, "phase": "end", "losses": {},
+                                 "tensors": recorder.snapshot(G, D, G_ema)})
+    torch.save({"records": recorder.records, "gen_c": []}, out_path)     # the labels: drawn on both sides
+
+
 def main() -> None:
     anchor_dir, spec_path, inputs_path, out_path = sys.argv[1:5]
     warmup = int(sys.argv[sys.argv.index("--time") + 1]) if "--time" in sys.argv else None
     torch.set_num_threads(int(os.environ.get("PARITY_THREADS", "1")))
-    os.chdir(anchor_dir)
-    sys.path.insert(0, anchor_dir)
     spec = json.loads(open(spec_path).read())
     inputs = torch.load(inputs_path, weights_only=True)
     patch_cuda_calls()
+    if spec["anchor"] == "biggan":
+        if warmup is not None:
+            raise SystemExit("--time: the speed comparison has no BigGAN case yet.")
+        run_biggan(anchor_dir, spec, inputs, out_path)
+        return
+    os.chdir(anchor_dir)
+    sys.path.insert(0, anchor_dir)
 
     import dnnlib
     from torch_utils import misc, training_stats

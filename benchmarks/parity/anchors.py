@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 # name -> (repository, verified commit, {file: sha256 of the file at that commit}, {file: {line: new text}})
-# The new lines are ours: the training device becomes the CPU. Everything else the CPU needs is changed at import
+# The new lines are ours: the training device becomes the CPU (BigGAN needs none). Everything else the CPU needs is changed at import
 # by anchor_side.py (CUDA events and memory statistics, pin_memory, .cuda(), the all-gather, the sampler).
 _CPU_DEVICE = "    device = torch.device('cpu')  # parity harness: the CPU instead of cuda:<rank>\n"
 # Files InsGen and the released FakeCLR share unchanged (FakeCLR was built on InsGen).
@@ -44,6 +44,18 @@ ANCHORS = {
         "training/contrastive_head_iteration.py": "38a1938f5d0953779dbe44041668249a99c371de9d4552cc8e2a26efee9aa26e",
         **_INSGEN_BASE,
     }, {"training/training_loop.py": {129: _CPU_DEVICE}}),
+    # DiffAugment's BigGAN-CIFAR (on ajbrock/BigGAN-PyTorch); no line edited: it never names a device in the files
+    # the harness runs (anchor_side.run_biggan builds the networks on the CPU and stubs the unused imports).
+    "biggan": ("mit-han-lab/data-efficient-gans", "0b6339510be1e3859d360cbf464d0a425514a6b4", {
+        "DiffAugment-biggan-cifar/train_fns.py": "f9f20e31b470c742bd519ba46d7ac43c4cd33299f5922b76cd40300871989f4e",
+        "DiffAugment-biggan-cifar/BigGAN.py": "e26c72b355c1cc88be9499e840a9c3e60c2de4c35bbee6650134b41397ff7188",
+        "DiffAugment-biggan-cifar/layers.py": "6b36f0ab19ec7f842a9e25b7716d8f12fd09636423a91818a22a6fc333330be1",
+        "DiffAugment-biggan-cifar/utils.py": "17f76f64d27a2c2b4e13c011c203a3c097a0fd41bd2e2f29f7a5d9fa969a00d5",
+        "DiffAugment-biggan-cifar/losses.py": "18b4cdfc217ee3ae6a42aa2d712e0f2ee5ec1e76adb1c6f7394ade561585c7f7",
+        "DiffAugment-biggan-cifar/DiffAugment_pytorch.py":
+            "d61fed24900fea3be17e3cd10d8880f895905732fd53f1f9b3013673b36fa0e2",
+        "DiffAugment-biggan-cifar/train.py": "8fca68aa3a81f44f3895241bd5c15ffc6eb796b0c3e0591e99209d88d2dd0718",
+    }, {}),
 }
 
 

@@ -1,10 +1,11 @@
 """The parity cases: a fakeclr configuration, the anchor that defines its behaviour, and the inputs both get.
 
-Each case trains a small StyleGAN2 (16 px, RGB, batch 8) for ``iterations`` iterations with a lazy R1 step
-(every 4) and a path-length step (every 2) inside. Both loops start from the same weights (fakeclr's, seeded, copied
-into the anchor), see the same real batches and, at the top of every iteration, reseed torch and numpy with
-:func:`iteration_seed`, so that every random draw of the iteration is the same wherever the two loops draw in the
-same order. This module is shared by the harness (``run.py``) and the golden-trace test (tests/test_parity.py); it
+The StyleGAN2 cases train a small StyleGAN2 (16 px, RGB, batch 8) for ``iterations`` iterations with a lazy R1
+step (every 4) and a path-length step (every 2) inside; the ``biggan`` case a BigGAN of width 2 at 32 px (batch 8,
+2 D steps per G step, 3 classes, DiffAugment). Both loops start from the same weights (fakeclr's, seeded, copied
+into the anchor), see the same real batches and, whenever they take a real batch (at the top of every iteration;
+BigGAN: of every D step), reseed torch and numpy with :func:`iteration_seed`, so that every random draw is the same
+wherever the two loops draw in the same order. This module is shared by the harness (``run.py``) and the golden-trace test (tests/test_parity.py); it
 imports fakeclr but nothing of the anchors.
 """
 
@@ -33,8 +34,8 @@ RELEASED = {"contrastive.reuse_forward": False, "contrastive.positive_first": Tr
 
 @dataclass(frozen=True)
 class Case:
-    """One comparison. ``anchor``: ``stylegan2-ada``, ``insgen`` or ``fakeclr`` (the released code);
-    ``overrides``: dotted config paths set after the tiny preset and the method."""
+    """One comparison. ``anchor``: ``stylegan2-ada``, ``insgen``, ``fakeclr`` (the released code) or ``biggan``
+    (DiffAugment's BigGAN-CIFAR); ``overrides``: dotted config paths set after the preset and the method."""
     name: str
     anchor: str
     method: str
@@ -42,10 +43,19 @@ class Case:
     cond: bool = False
     iterations: int = 8
     description: str = ""
+    preset: str = "tiny"
+    resolution: int = RESOLUTION
+
+    @property
+    def fetches(self) -> int:
+        """Real batches one iteration takes: one per D step (``d_steps``; StyleGAN2: 1)."""
+        return int(self.overrides.get("d_steps", 1))
 
 
 _ADA = {"augment.kind": "ada", "augment.p": 0.2, "augment.speed_kimg": 0.1}   # p starts at 0.2 and moves by 0.16
 _LINEAR = {"augment.kind": "ada-linear", "augment.target": 0.6}
+_BIGGAN = {"network.width": 2, "network.z_dim": 8, "d_steps": 2, "ema_decay": 0.5, "ema_start": 2,
+           "augment.kind": "diffaugment", "data.mirror": False}
 
 CASES: dict[str, Case] = {c.name: c for c in [
     Case("ada", "stylegan2-ada", "ada", _ADA, description="adaptive p"),
@@ -60,12 +70,22 @@ CASES: dict[str, Case] = {c.name: c for c in [
     Case("fakeclr-released", "fakeclr", "fakeclr",
          {**_LINEAR, **RELEASED, "contrastive.forgetting": "official", "contrastive.queue_size": 24},
          description="the released FakeCLR, fake queue of 24"),
+    # BigGAN-CIFAR as DiffAugment trains it, narrowed: width 2 (8 channels), z 8, 2 D steps per G step. EMA decay
+    # 0.5 from iteration 2: G_ema decays at iteration 0 (the reference's `itr and itr < start` lets 0 through),
+    # copies G at iteration 1 and decays again from 2, so both branches and their boundaries are compared.
+    Case("biggan", "biggan", "ada", {**_BIGGAN, "augment.diffaugment_policy": "color,translation,cutout"},
+         cond=True, iterations=4, preset="biggan-cpu", resolution=32,
+         description="BigGAN width 2 at 32 px, 2 D steps, 3 classes, DiffAugment color,translation,cutout"),
+    # Unconditional: fakeclr's single class against the reference's n_classes 1 (it has no unconditional mode).
+    Case("biggan-uncond", "biggan", "ada", {**_BIGGAN, "augment.diffaugment_policy": "translation,cutout"},
+         iterations=4, preset="biggan-cpu", resolution=32,
+         description="BigGAN width 2 at 32 px, 2 D steps, unconditional (one class), DiffAugment translation,cutout"),
 ]}
 
 
 def config(case: Case, data_dir: str | Path, resolution: int = RESOLUTION) -> TrainConfig:
     """The fakeclr configuration of a case, training on :func:`write_images` in ``data_dir``."""
-    cfg = preset_config("tiny")
+    cfg = preset_config(case.preset)
     cfg.contrastive = method_config(case.method)
     cfg.data.source, cfg.data.channels, cfg.data.use_labels = str(data_dir), 3, case.cond
     cfg.data.resolution = resolution
@@ -99,14 +119,17 @@ def write_images(data_dir: str | Path, resolution: int = RESOLUTION) -> None:
 
 
 def batch_indices(case: Case) -> list[list[int]]:
-    """The real images of every iteration (the same for both loops): a fixed permutation, cycled."""
+    """The real images of every fetch, ``case.fetches`` per iteration (the same for both loops): a fixed
+    permutation, cycled."""
     perm = torch.randperm(IMAGES, generator=torch.Generator().manual_seed(11)).tolist()
-    flat = [perm[(k * BATCH + j) % IMAGES] for k in range(case.iterations) for j in range(BATCH)]
-    return [flat[k * BATCH:(k + 1) * BATCH] for k in range(case.iterations)]
+    fetches = case.iterations * case.fetches
+    flat = [perm[(k * BATCH + j) % IMAGES] for k in range(fetches) for j in range(BATCH)]
+    return [flat[k * BATCH:(k + 1) * BATCH] for k in range(fetches)]
 
 
 def iteration_seed(k: int) -> None:
-    """Reseed torch and numpy at the top of iteration ``k`` (both loops, after the real batch is taken)."""
+    """Reseed torch and numpy at fetch ``k`` (both loops, after the real batch is taken): the top of iteration
+    ``k`` for StyleGAN2, of the ``k``-th D step for BigGAN."""
     torch.manual_seed(SEED_BASE + k)
     np.random.seed(SEED_BASE + k)
 
@@ -126,7 +149,9 @@ AUGPIPES = {"blit": _BLIT, "geom": _GEOM, "color": _COLOR, "bgc": {**_BLIT, **_G
 
 def anchor_spec(case: Case, cfg: TrainConfig, c_dim: int, feature_channels: int) -> dict[str, Any]:
     """The anchor's ``training_loop`` arguments that give the same run as ``cfg`` (JSON), plus what the runner
-    needs to know (``anchor``, ``iterations``)."""
+    needs to know (``anchor``, ``iterations``); for BigGAN its command line (:func:`biggan_spec`)."""
+    if case.anchor == "biggan":
+        return biggan_spec(case, cfg, c_dim)
     n, loss, o, a, cl = cfg.network, cfg.loss, cfg.optim, cfg.augment, cfg.contrastive
     net = dict(channel_base=n.channel_base, channel_max=n.channel_max, num_fp16_res=0, conv_clamp=n.conv_clamp)
     G = dict(class_name="training.networks.Generator", z_dim=n.z_dim, w_dim=n.w_dim,
@@ -157,3 +182,20 @@ def anchor_spec(case: Case, cfg: TrainConfig, c_dim: int, feature_channels: int)
         spec["cl_loss_weight"] = dict(lw_real_cl=cl.lw_real, lw_fake_cl=cl.lw_fake, lw_fake_cl_on_g=cl.lw_fake_on_g)
         spec["ada_linear"] = a.kind == "ada-linear"
     return {"anchor": case.anchor, "iterations": case.iterations, "c_dim": c_dim, "training_loop": spec}
+
+
+def biggan_spec(case: Case, cfg: TrainConfig, c_dim: int) -> dict[str, Any]:
+    """DiffAugment-BigGAN's ``train.py`` flags for the same run as ``cfg`` (its scripts' CIFAR flags, narrowed to
+    the case; everything else keeps the parser's defaults: no shared embedding, no hierarchy, ReLU, SN eps 1e-8,
+    BN eps 1e-5, toggled grads), with the resolution and class count that ``train.py`` would take from the data set.
+    """
+    n, o, a = cfg.network, cfg.optim, cfg.augment
+    policy = a.diffaugment_policy if a.kind == "diffaugment" else ""
+    flags = ["--batch_size", cfg.batch, "--num_D_steps", cfg.d_steps, "--num_D_accumulations", 1,
+             "--num_G_accumulations", 1, "--G_lr", o.lr, "--D_lr", o.lr, "--G_B1", o.beta1, "--D_B1", o.beta1,
+             "--G_B2", o.beta2, "--D_B2", o.beta2, "--adam_eps", o.eps, "--G_ch", n.width, "--D_ch", n.width,
+             "--dim_z", n.z_dim, "--G_attn", "0", "--D_attn", "0", "--G_init", "N02", "--D_init", "N02",
+             "--G_ortho", 0.0, "--ema", "--use_ema", "--ema_decay", cfg.ema_decay, "--ema_start", cfg.ema_start,
+             "--DiffAugment", policy, "--seed", 0]
+    return {"anchor": case.anchor, "iterations": case.iterations, "c_dim": c_dim,
+            "resolution": cfg.data.resolution, "flags": [str(f) for f in flags]}

@@ -2,8 +2,10 @@
 at the same points as the anchor's (after every phase's optimizer step, and at the end of every iteration).
 
 The harness changes two things around the loop, both inputs rather than behaviour: the real batches come from the
-case (reseeding torch and numpy at the top of every iteration, as the anchor's feed does), and in a conditional
-case the labels of the generated images are the anchor's (StyleGAN2-ADA draws them with numpy, fakeclr with torch).
+case (reseeding torch and numpy at every fetch, as the anchor's feed does: the top of an iteration, or of a BigGAN
+D step), and in a conditional StyleGAN2 case the labels of the generated images are the anchor's (StyleGAN2-ADA
+draws them with numpy, fakeclr with torch; BigGAN's reference draws them with torch as fakeclr does, so there both
+loops draw their own).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import cases
 
 
 class Feed:
-    """``run.feed``: the case's batches in order; reseeds at the top of every iteration."""
+    """``run.feed``: the case's batches in order; reseeds at every fetch (:func:`cases.iteration_seed`)."""
 
     def __init__(self, case: cases.Case, images: torch.Tensor, onehot: torch.Tensor):
         self.batches, self.images, self.onehot, self.k = cases.batch_indices(case), images, onehot, 0
@@ -57,10 +59,11 @@ def snapshot(run: assembly.TrainingRun) -> dict[str, torch.Tensor]:
             for key in ("exp_avg", "exp_avg_sq"):
                 out[f"adam.{key}.{names[id(p)]}"] = st[key].detach().clone()
             out[f"adam.step.{names[id(p)]}"] = torch.as_tensor(st["step"], dtype=torch.float64).clone()
-    if run.augmentation.module is not None:
+    if hasattr(run.augmentation.module, "p"):          # ADA's pipeline (DiffAugment has no probability)
         out["augment.p"] = torch.tensor(run.augmentation.p, dtype=torch.float32)
-    pl = [t for ph in run.phases for t in ph.terms if hasattr(t, "pl_mean")]
-    out["pl_mean"] = pl[0].pl_mean.detach().clone() if pl else torch.zeros([])
+    if run.backbone.name == "stylegan2":                # StyleGAN2-ADA keeps pl_mean with or without the term
+        pl = [t for ph in run.phases for t in ph.terms if hasattr(t, "pl_mean")]
+        out["pl_mean"] = pl[0].pl_mean.detach().clone() if pl else torch.zeros([])
     return out
 
 
@@ -88,9 +91,11 @@ class _Quiet:
         pass
 
 
-def build(case: cases.Case, workdir: str | Path, resolution: int = cases.RESOLUTION) -> assembly.TrainingRun:
-    """The case's run at iteration 0 (its networks are the initial state both loops start from)."""
+def build(case: cases.Case, workdir: str | Path, resolution: int | None = None) -> assembly.TrainingRun:
+    """The case's run at iteration 0 (its networks are the initial state both loops start from); ``resolution``:
+    the case's unless told."""
     workdir = Path(workdir)
+    resolution = resolution or case.resolution
     cases.write_images(workdir / "data", resolution)
     cfg = cases.config(case, workdir / "data", resolution)
     run = assembly.build_run(cfg, workdir / "run", torch.device("cpu"), fresh=True, source=None)
@@ -114,11 +119,11 @@ def train(run: assembly.TrainingRun, case: cases.Case, gen_c: list[torch.Tensor]
           record: bool = True, warmup: int | None = None) -> list[dict] | float:
     """``case.iterations`` iterations of fakeclr's loop: the records, or (``warmup``) the sec/kimg of the
     iterations after the first ``warmup``. ``gen_c``: the anchor's labels of the fakes ``[phases, B, c_dim]`` per
-    iteration (conditional cases)."""
+    iteration (conditional StyleGAN2 cases); ``None``: fakeclr draws its own."""
     original = run.backbone
 
     def labels(data, n, c_dim, device):
-        if not c_dim:
+        if not c_dim or gen_c is None:
             return original.fake_labels(data, n, c_dim, device)
         return gen_c[run.iteration].reshape(n, c_dim).to(device)
     run.backbone = dataclasses.replace(original, fake_labels=labels)

@@ -2,8 +2,8 @@
 fakeclr's, on the same weights, batches and random draws, compared after every phase (docs/parity.md).
 
     .venv/bin/python benchmarks/parity/run.py --stylegan2-ada ../anchors/stylegan2-ada-pytorch \\
-        --insgen ../anchors/insgen --fakeclr ../anchors/FakeCLR [--anchor-python PY] [--cases ada,insgen,...] \\
-        [--write-golden] [--speed]
+        --insgen ../anchors/insgen --fakeclr ../anchors/FakeCLR --biggan ../anchors/data-efficient-gans \\
+        [--anchor-python PY] [--cases ada,insgen,...] [--write-golden] [--speed]
 
 Each anchor is a ``git clone`` at the commit of ``anchors.py`` (checked file by file); it runs in a subprocess with
 ``--anchor-python`` (default: this interpreter; it needs torch, numpy, scipy, pillow, click, requests and psutil,
@@ -74,7 +74,7 @@ def parity(args, work: Path) -> int:
         case = cases.CASES[name]
         run = fakeclr_side.build(case, work / f"fakeclr-{name}")
         anchor = run_anchor(case, args.checkouts[case.anchor], args.anchor_python, work, run)
-        ours = fakeclr_side.train(run, case, gen_c=anchor["gen_c"])
+        ours = fakeclr_side.train(run, case, gen_c=anchor["gen_c"] or None)   # BigGAN: both draw their own
         rows = compare(anchor["records"], ours)
         print(f"\n## {name}: fakeclr vs {anchors.ANCHORS[case.anchor][0]} ({case.description}; "
               f"{case.iterations} iterations)\n")
@@ -125,6 +125,7 @@ def main() -> int:
     ap.add_argument("--stylegan2-ada", help="checkout of NVlabs/stylegan2-ada-pytorch")
     ap.add_argument("--insgen", help="checkout of genforce/insgen")
     ap.add_argument("--fakeclr", help="checkout of iceli1007/FakeCLR")
+    ap.add_argument("--biggan", help="checkout of mit-han-lab/data-efficient-gans (DiffAugment-biggan-cifar)")
     ap.add_argument("--anchor-python", default=sys.executable, help="interpreter for the anchors")
     ap.add_argument("--cases", default=",".join(cases.CASES), help="comma-separated, of: " + ", ".join(cases.CASES))
     ap.add_argument("--write-golden", action="store_true", help=f"write the anchors' traces to {GOLDEN.name}")
@@ -137,8 +138,9 @@ def main() -> int:
     unknown = [c for c in args.cases if c not in cases.CASES]
     if unknown:
         ap.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(cases.CASES)}")
-    args.checkouts = {"stylegan2-ada": args.stylegan2_ada, "insgen": args.insgen, "fakeclr": args.fakeclr}
-    needed = {cases.CASES[c].anchor for c in args.cases} if not args.speed else set(args.checkouts)
+    args.checkouts = {"stylegan2-ada": args.stylegan2_ada, "insgen": args.insgen, "fakeclr": args.fakeclr,
+                      "biggan": args.biggan}
+    needed = {cases.CASES[c].anchor for c in args.cases} if not args.speed else set(args.checkouts) - {"biggan"}
     missing = [f"--{a}" for a in sorted(needed) if not args.checkouts[a]]
     if missing:
         ap.error(f"{', '.join(missing)} missing: give the path of a clone of each anchor the cases use")

@@ -103,7 +103,7 @@ def golden_of(case, trace: dict) -> dict:
     scales: dict[str, float] = {}
     records = [{"iteration": r["iteration"], "phase": r["phase"], "losses": r["losses"],
                 "sums": checksums(r["tensors"], scales)} for r in trace["records"]]
-    gen_c = [g.argmax(-1).tolist() for g in trace["gen_c"]] if case.cond else None
+    gen_c = [g.argmax(-1).tolist() for g in trace["gen_c"]] if case.cond and trace["gen_c"] else None
     return {"anchor": case.anchor, "iterations": case.iterations, "records": records, "gen_c_classes": gen_c}
 
 
