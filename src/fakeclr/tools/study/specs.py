@@ -151,6 +151,9 @@ STUDIES: dict[str, Study] = {
         "config-a": {"method": "instance-perturbation", "real-in-fake-queue": "start", **_LINEAR},
         "config-b": {"method": "instance-perturbation", "real-in-fake-queue": "half", **_LINEAR},
     }, subject="instance-perturbation", paper="table5"),
+    "table4": Study("table4", "supplementary Table 4: CIFAR-10 (here Fashion-MNIST at 32 px on the CPU), BigGAN and "
+                              "StyleGAN2, conditional and unconditional, 20 % and all of the training data",
+                    _TABLE4_RUNS, paper="table4", comparisons=_TABLE4_PAIRS),
 }
 
 # The paper's numbers (../shared/paper-tables.md): study -> [(column label, data-name filter, metric kind,
