@@ -70,9 +70,12 @@ def files(tmp_path_factory):
     (root / "images").mkdir()
     for i in range(3):
         Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(root / "images" / f"{i}.png")
+    (root / "rgb").mkdir()                          # 16 px like the tiny network, but 3 channels where it has 1
+    for i in range(2):
+        Image.fromarray(np.full((16, 16, 3), (90 * i, 20, 200), np.uint8)).save(root / "rgb" / f"{i}.png")
     paths = {"net": str(out["network"]), "state": str(out["state"]), "pkl": str(root / "net.pkl"),
              "png": str(root / "img.png"), "txt": str(root / "notes.txt"), "empty": str(root / "empty.bin"),
-             "folder": str(root / "folder"), "images": str(root / "images"),
+             "folder": str(root / "folder"), "images": str(root / "images"), "rgb": str(root / "rgb"),
              "missing": str(root / "missing"), "out": str(root / "out"), "run": str(root / "run"),
              **_packed_files(root)}
     return root, paths
@@ -132,6 +135,11 @@ CASES = [
     (T + ["--forgetting", "always"], "--forgetting"),
     (T + ["--metrics", "fid1m_nothing"], "fid1m_nothing"),
     (T + ["--subset", "abc"], "--subset"),
+    (T + ["--metrics", "fid10k"], "--metrics-ref"),
+    (T + ["--metrics", "fid10k", "--metrics-ref", "{missing}"], "{missing}"),
+    (T + ["--metrics", "fid10k", "--metrics-ref", "{net}"], "is a network file"),
+    (T + ["--metrics", "fid10k", "--metrics-ref", "{rgb}"], "with 3 channel(s) but the network makes 16x16 with 1"),
+    (T + ["--metrics-ref", "{images}"], "--metrics-ref is read by fid10k only"),
     (T + ["--gamma", "x"], "--gamma"),
     # train: files
     (T + ["--resume", "{missing}"], "{missing}"),
@@ -180,6 +188,14 @@ CASES = [
     (["metrics", "--network", "{net}", "--metrics", "nope"], "nope"),
     (["metrics", "--network", "{net}", "--num-gen", "1"], "--num-gen"),
     (["metrics", "--real", "{images}"], "--fake"),
+    (["metrics", "--network", "{net}", "--metrics", "fid10k"], "--ref"),
+    (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{missing}"], "--ref {missing} does not exist"),
+    (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{net}"], "is a network file"),
+    (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{pkl}"], "is a network file"),
+    (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{rgb}"], "--ref {rgb} holds 16x16 images with 3"),
+    (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{folder}"], "--ref {folder}"),
+    (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{txt}"], "--ref {txt}"),
+    (["metrics", "--network", "{net}", "--metrics", "fid5k_full", "--ref", "{images}"], "--ref is read by fid10k only"),
     (["metrics"], "--network"),
     (["export", "{state}", "--onnx", "{out}/g.onnx"], "training state"),
     (["export", "{missing}", "--torchscript", "{out}/g.pt"], "{missing}"),

@@ -145,6 +145,25 @@ def test_cli_metrics_on_a_snapshot_and_on_folders(tmp_path, capsys, inception):
     assert out["fid"] > 0 and np.isfinite(out["kid"])
 
 
+def test_cli_fid10k_against_a_reference_folder(tmp_path, capsys, inception):
+    """fid10k with the real Inception: generated features against every --ref image (no training data opened),
+    equal to the formula on features computed here, the reference named in the JSON line."""
+    from fakeclr.metrics.fid import fid_from_features
+    from fakeclr.train.checkpoint import save_networks
+    G, ds = _tiny_setup()
+    snap = tmp_path / "network-snapshot-000000.safetensors"
+    save_networks(snap, {"G_ema": G})                         # records no data set: fid10k must not need one
+    _write_pngs(tmp_path / "ref", ds.images)
+    argv = ["metrics", "--network", str(snap), "--metrics", "fid10k", "--ref", str(tmp_path / "ref"), "--num-gen", "4"]
+    assert cli.main(argv) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["metric"] == "fid4" and line["reference"]["source"] == str(tmp_path / "ref")
+    assert line["reference"]["images"] == 4 and line["protocol"]["covariance"] == "N-1"
+    gen = torch.cat(list(features.generator_images(G, 4, 0, "cpu", batch=50, labels="uniform", whole_batches=True)))
+    want = fid_from_features(inception.features(ds.images), inception.features(gen), ddof=1)
+    assert line["results"]["fid4"] == pytest.approx(want, rel=1e-5)
+
+
 def test_inception_score_needs_the_classifier_layer(inception, monkeypatch):
     monkeypatch.setenv("FAKECLR_OFFLINE", "1")
     if inception.has_classifier:

@@ -198,11 +198,13 @@ def _run_dataset(args) -> int:
 def _add_metrics(sub) -> None:
     p = sub.add_parser("metrics", help="FID, KID, precision/recall, IS, PPL, continuity of a snapshot or two folders",
                        description="Compute metrics the StyleGAN2-ADA way and print one JSON object per metric. "
-                                   "Either --network (with --data or the data set the snapshot records) or "
-                                   "--real DIR --fake DIR (names fid, kid, pr, is).")
+                                   "Either --network (with --data or the data set the snapshot records; "
+                                   "with --ref for fid10k) or --real DIR --fake DIR (names fid, kid, pr, is).")
     p.add_argument("--metrics", default=None, help="comma-separated names, e.g. fid5k_full,kid5k_full (see --list)")
     p.add_argument("--network", help="network-snapshot-*.safetensors")
     p.add_argument("--data", help="training images (folder, zip or 'lfw'); default: the data set the snapshot records")
+    p.add_argument("--ref", help="reference images for fid10k (folder or zip at the network's resolution, e.g. the "
+                   "CIFAR-10 test split); the *_full metrics still use the training images")
     p.add_argument("--real", help="folder of real images (folder-vs-folder mode)")
     p.add_argument("--fake", help="folder of generated images (folder-vs-folder mode)")
     p.add_argument("--num-gen", type=int, help="sample count for every metric (default: each metric's own, e.g. 5000); "
@@ -219,8 +221,8 @@ def _add_metrics(sub) -> None:
 
 def _run_metrics(args) -> int:
     from .metrics import FOLDER_METRICS, METRICS, append_metric_jsonl, calc_metric, compute_folder_metrics
-    from .metrics.inputs import load_generator, training_dataset
-    from .metrics.registry import MetricContext, parse_metric_names
+    from .metrics.inputs import check_reference, load_generator, training_dataset
+    from .metrics.registry import MetricContext, needs_reference, parse_metric_names
     if args.list:
         for name, m in METRICS.items():
             print(f"{name:14s} {m.default_num:>6d}  {m.description}")
@@ -238,9 +240,17 @@ def _run_metrics(args) -> int:
     if not args.network:
         raise UserError("Pass --network CKPT (with --data) or --real DIR --fake DIR.")
     names = parse_metric_names(args.metrics or "fid5k_full")
+    with_ref = needs_reference(names)
+    if args.ref is None and with_ref:
+        raise UserError(f"{with_ref[0]} compares with a reference set; pass --ref (e.g. the test split written by "
+                        "fakeclr dataset).")
+    if args.ref is not None and not with_ref:
+        raise UserError("--ref is read by fid10k only; add fid10k to --metrics or drop --ref.")
     G = load_generator(args.network, args.net, args.device)
-    dataset = training_dataset(args.network, args.data, G)
-    ctx = MetricContext(G, dataset, args.device, args.seed, args.num_gen, args.batch, not args.no_cache)
+    if args.ref is not None:
+        check_reference(args.ref, G.img_resolution, G.img_channels)      # before any image is generated
+    ctx = MetricContext(G, None, args.device, args.seed, args.num_gen, args.batch, not args.no_cache, ref=args.ref,
+                        open_data=lambda: training_dataset(args.network, args.data, G))
     for name in names:
         result = calc_metric(name, ctx)
         print(json.dumps(dict(result.to_dict(), network=str(args.network), seed=args.seed)), flush=True)

@@ -40,6 +40,7 @@ from ..files import atomic_write
 __all__ = [
     "quantize", "generator_images", "generate_batch", "image_features", "dataset_features", "generator_features",
     "read_folder", "folder_features", "stats_cache_dir", "Progress", "detector_tag", "random_labels",
+    "uniform_labels", "LABEL_RULES", "images_digest",
 ]
 
 
@@ -64,12 +65,24 @@ class Progress:
 
 
 def random_labels(dataset, num: int, gen: torch.Generator) -> torch.Tensor:
-    """Labels ``[num, label_dim]`` of uniformly drawn data set items (``[num, 0]`` when unlabelled)."""
+    """Labels ``[num, label_dim]`` of uniformly drawn data set items (``[num, 0]`` when unlabelled): StyleGAN2-ADA's
+    rule (``metric_utils.py``: the label of a random training item), so classes follow the data's frequencies."""
     labels = dataset.labels if dataset is not None else torch.zeros(1, 0)
     if labels.shape[1] == 0:
         return torch.zeros(num, 0)
     idx = torch.randint(labels.shape[0], (num,), generator=gen)
     return labels[idx]
+
+
+def uniform_labels(c_dim: int, num: int, gen: torch.Generator) -> torch.Tensor:
+    """One-hot labels ``[num, c_dim]`` of uniformly drawn classes (``[num, 0]`` when ``c_dim`` is 0): DiffAugment
+    BigGAN-CIFAR's rule (``utils.sample``: ``y_.sample_()``, a categorical draw over the classes)."""
+    if not c_dim:
+        return torch.zeros(num, 0)
+    return torch.nn.functional.one_hot(torch.randint(c_dim, (num,), generator=gen), c_dim).float()
+
+
+LABEL_RULES = ("dataset", "uniform")
 
 
 def generate_batch(G, z: torch.Tensor, c: torch.Tensor, **G_kwargs) -> torch.Tensor:
@@ -80,8 +93,17 @@ def generate_batch(G, z: torch.Tensor, c: torch.Tensor, **G_kwargs) -> torch.Ten
 
 @torch.no_grad()
 def generator_images(G, num: int, seed: int, device, batch: int = 16, dataset=None,
-                     G_kwargs: dict | None = None) -> Iterator[torch.Tensor]:
-    """Yield uint8 batches ``[<=batch, C, R, R]`` of ``num`` generated images, the same for the same ``seed``."""
+                     G_kwargs: dict | None = None, labels: str = "dataset",
+                     whole_batches: bool = False) -> Iterator[torch.Tensor]:
+    """Yield uint8 batches ``[<=batch, C, R, R]`` of ``num`` generated images, the same for the same ``seed``.
+
+    ``labels`` is the rule for a conditional ``G``'s labels: ``"dataset"`` (:func:`random_labels`, needs
+    ``dataset``) or ``"uniform"`` (:func:`uniform_labels`). ``whole_batches`` runs ``G`` on ``batch`` latents every
+    time and drops the surplus of the last batch, for a ``G`` whose output depends on its batch (BatchNorm with
+    batch statistics).
+    """
+    if labels not in LABEL_RULES:
+        raise ValueError(f"unknown label rule {labels!r}")
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
     fork = [device] if device.type == "cuda" else []
@@ -90,12 +112,16 @@ def generator_images(G, num: int, seed: int, device, batch: int = 16, dataset=No
         done = 0
         while done < num:
             n = min(batch, num - done)
-            z = torch.randn(n, G.z_dim, generator=gen).to(device)
-            c = random_labels(dataset, n, gen).to(device)
+            m = batch if whole_batches else n
+            z = torch.randn(m, G.z_dim, generator=gen).to(device)
+            if labels == "uniform":
+                c = uniform_labels(G.c_dim, m, gen).to(device)
+            else:
+                c = random_labels(dataset, m, gen).to(device)
             if G.c_dim and c.shape[1] != G.c_dim:
                 raise UserError(f"The network is conditional on {G.c_dim} labels but the data set has "
                                 f"{c.shape[1]}; pass the data set it was trained on.")
-            yield generate_batch(G, z, c, **(G_kwargs or {}))
+            yield generate_batch(G, z, c, **(G_kwargs or {}))[:n]
             done += n
 
 
@@ -117,10 +143,12 @@ def image_features(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Ten
 @torch.no_grad()
 def generator_features(fn: Callable[[torch.Tensor], torch.Tensor], G, num: int, seed: int, device,
                        batch: int = 32, dataset=None, G_kwargs: dict | None = None,
-                       progress: Progress | None = None) -> torch.Tensor:
+                       progress: Progress | None = None, labels: str = "dataset",
+                       whole_batches: bool = False) -> torch.Tensor:
     """Features ``[num, D]`` (float32, CPU) of ``num`` generated images (see :func:`generator_images`)."""
     out, done = [], 0
-    for imgs in generator_images(G, num, seed, device, batch=batch, dataset=dataset, G_kwargs=G_kwargs):
+    for imgs in generator_images(G, num, seed, device, batch=batch, dataset=dataset, G_kwargs=G_kwargs,
+                                 labels=labels, whole_batches=whole_batches):
         out.append(fn(imgs).float().cpu())
         done += imgs.shape[0]
         if progress:
@@ -144,6 +172,15 @@ def detector_tag(module: torch.nn.Module) -> str:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", Path(str(text)).name or str(text)).strip("-")[:40] or "data"
+
+
+def images_digest(images) -> str:
+    """A short SHA-256 of a set of images (uint8 ``[N, C, R, R]``: their bytes; a streamed data set's images:
+    their files' names and recorded stats), recorded beside a metric so that a result names the exact images
+    it was compared with."""
+    h = hashlib.sha256(json.dumps(list(images.shape)).encode())
+    h.update(images.fingerprint.encode() if hasattr(images, "fingerprint") else images.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def dataset_features(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, device, name: str,

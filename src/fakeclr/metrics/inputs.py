@@ -1,14 +1,16 @@
-"""What the metric commands start from: a generator out of a network snapshot and the data it was trained on."""
+"""What the metric commands start from: a generator out of a network snapshot, the data it was trained on, and a
+reference set to compare with instead (``--ref``, e.g. CIFAR-10's 10k test images)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
 from ..errors import UserError
 
-__all__ = ["load_generator", "training_dataset"]
+__all__ = ["load_generator", "training_dataset", "reference_dataset", "check_reference", "check_metrics_ref"]
 
 
 def load_generator(network: str | os.PathLike, net: str = "G_ema", device="cpu") -> torch.nn.Module:
@@ -37,3 +39,55 @@ def training_dataset(network: str | os.PathLike | None, data: str | None, G: tor
     return open_dataset(cfg["source"], resolution=cfg.get("resolution"), channels=cfg.get("channels"),
                         subset=cfg.get("subset"), subset_seed=cfg.get("subset_seed", 0),
                         skip_bad=cfg.get("skip_bad", False), use_labels=cfg.get("use_labels", False))
+
+
+_NETWORK_SUFFIXES = (".safetensors", ".pkl", ".pt", ".pth", ".ckpt")
+
+
+def check_reference(ref: str | os.PathLike, resolution: int | None = None, channels: int | None = None,
+                    flag: str = "--ref") -> tuple[int, int]:
+    """``(resolution, channels)`` of the reference images ``ref`` from their headers, or ``UserError`` (naming
+    ``flag``) when ``ref`` is missing, no image set, or not at the generator's ``resolution`` and ``channels``."""
+    from ..data import probe_dataset
+    from ..data.embedded import embedded_name
+    if embedded_name(ref) is None:
+        path = Path(os.path.expanduser(os.fspath(ref)))
+        if not path.exists():
+            raise UserError(f"{flag} {ref} does not exist; pass the reference images (a folder or zip, e.g. the "
+                            "test split written by fakeclr dataset).")
+        if path.is_file() and path.suffix.lower() in _NETWORK_SUFFIXES:
+            raise UserError(f"{flag} {ref} is a network file, not images; pass the reference images (a folder or "
+                            "zip, e.g. the test split written by fakeclr dataset).")
+    try:
+        res, ch = probe_dataset(ref)
+    except UserError as e:
+        raise UserError(f"{flag} {ref}: {e}") from None
+    if (resolution is not None and res != resolution) or (channels is not None and ch != channels):
+        raise UserError(f"{flag} {ref} holds {res}x{res} images with {ch} channel(s) but the network makes "
+                        f"{resolution}x{resolution} with {channels}; pass reference images of the network's size "
+                        f"(fakeclr dataset ... --resolution {resolution} --channels {channels}).")
+    return res, ch
+
+
+def reference_dataset(ref: str | os.PathLike, G: torch.nn.Module | None = None, flag: str = "--ref"):
+    """Every image of ``ref`` (a folder, zip or ``lfw``): no subset, no x-flips, no labels, at its native size,
+    which must be ``G``'s resolution and channel count (checked by :func:`check_reference`)."""
+    from ..data import open_dataset
+    res, ch = check_reference(ref, getattr(G, "img_resolution", None), getattr(G, "img_channels", None), flag)
+    return open_dataset(ref, resolution=res, channels=ch, use_labels=False)
+
+
+def check_metrics_ref(names, ref: str | None, resolution: int | None, channels: int | None,
+                      flag: str = "--metrics-ref") -> None:
+    """A training run's snapshot metrics against its reference set, checked before training starts: a metric
+    that compares with a reference set needs ``ref``, a given ``ref`` must be read by one, and it must hold images
+    at the run's ``resolution`` and ``channels``."""
+    from .registry import needs_reference
+    with_ref = needs_reference(names) if names else []
+    if ref is None and with_ref:
+        raise UserError(f"--metrics {with_ref[0]} compares with a reference set; pass {flag} (e.g. the test split "
+                        "written by fakeclr dataset).")
+    if ref is not None and not with_ref:
+        raise UserError(f"{flag} is read by fid10k only; add fid10k to --metrics or drop {flag}.")
+    if ref is not None:
+        check_reference(ref, resolution, channels, flag)

@@ -10,11 +10,15 @@ Names (sample count, protocol): ``fid50k_full``/``fid5k_full`` (all real images)
 (up to 1M reals, 100 subsets of min(N, 1000)), ``pr50k3_full``/``pr5k3_full`` (k = 3, up to 200k reals),
 ``is50k``/``is5k`` (10 splits), ``ppl_zfull``, ``ppl_wfull``, ``ppl_zend``, ``ppl_wend`` (50k samples, crop),
 ``ppl2_wend`` (no crop), ``continuity_z`` (Z, slerp), ``continuity_w`` (W, lerp) (50 paths of 10 steps).
+``fid10k``: DiffAugment's CIFAR protocol, 10k generated vs every image of a reference set (``ref``, e.g. the
+10k test images; see :data:`DIFFAUGMENT`). Each FID/KID/PR/IS metric names its :class:`Protocol` (which real
+images, which labels, how G is run), and its result records the protocol and the reference it used.
 Folder-vs-folder names (all images of each folder): ``fid``, ``kid``, ``pr``, ``is`` (of the fake folder).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import time
@@ -27,7 +31,10 @@ import torch
 from ..errors import UserError
 from ..files import append_line
 from . import continuity as _continuity
-from .features import dataset_features, detector_tag, folder_features, generator_features, read_folder, Progress
+from .features import (
+    LABEL_RULES, dataset_features, detector_tag, folder_features, generator_features, images_digest, read_folder,
+    Progress,
+)
 from .fid import fid_from_features
 from .inception_score import inception_score
 from .kid import kernel_inception_distance
@@ -35,14 +42,56 @@ from .ppl import compared_size, lpips_distance_fn, perceptual_path_length
 from .precision_recall import precision_recall
 from .weights import load_inception, load_lpips
 
-__all__ = ["METRICS", "FOLDER_METRICS", "MetricContext", "FolderContext", "MetricResult", "calc_metric",
+__all__ = ["METRICS", "FOLDER_METRICS", "Protocol", "STYLEGAN2_ADA", "DIFFAUGMENT", "MetricContext", "FolderContext",
+           "MetricResult", "calc_metric", "needs_reference",
            "compute_metrics", "compute_folder_metrics", "append_metric_jsonl", "parse_metric_names", "metric_label",
            "higher_is_better"]
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """How a metric draws its real and generated images (the parts where the papers' codebases differ).
+
+    reference: ``"train"``, the training data without x-flips (the first ``max_real`` images; None = all), or
+        ``"ref"``, every image of the reference set the caller names (``--ref``, e.g. CIFAR-10's test split).
+    labels: a conditional G's labels, ``"dataset"`` (the label of a random training item, StyleGAN2-ADA) or
+        ``"uniform"`` (uniform classes, DiffAugment BigGAN-CIFAR's ``y_.sample_()``).
+    batch_stats: run a copy of G in train mode, so BatchNorm normalises with the statistics of each generated
+        batch (DiffAugment BigGAN-CIFAR: ``G_eval_mode`` off), on whole batches of ``gen_batch`` latents; the
+        caller's G and its buffers are left alone. False: G as given (eval mode).
+    gen_batch: latents per G call (None: the context's ``batch``).
+    ddof: the covariance divides by ``N - ddof`` (FID only; 0 StyleGAN2-ADA, 1 ``np.cov`` in DiffAugment).
+    """
+
+    reference: str = "train"
+    max_real: int | None = None
+    labels: str = "dataset"
+    batch_stats: bool = False
+    gen_batch: int | None = None
+    ddof: int = 0
+
+    def __post_init__(self):
+        assert self.reference in ("train", "ref") and self.labels in LABEL_RULES and self.ddof in (0, 1)
+
+
+# StyleGAN2-ADA's metric_utils.py / metric_main.py: reals from the training set without x-flips, labels of random
+# training items, G_ema in eval mode, biased covariance.
+STYLEGAN2_ADA = Protocol()
+# DiffAugment's fid10k (DiffAugment-biggan-cifar: inception_tf.py, utils.sample, train_fns.test, eval.py; defaults
+# --num_inception_images 10000, --batch_size 50, --G_eval_mode off): 10k images from G in train mode (BatchNorm with
+# batch statistics of 50 images), uniform classes, against the statistics of the CIFAR test split (loader with
+# train=False, no mirroring; its StyleGAN2 port uses split='test' too), np.cov covariances.
+DIFFAUGMENT = Protocol(reference="ref", labels="uniform", batch_stats=True, gen_batch=50, ddof=1)
+
+
 @dataclass
 class MetricContext:
-    """What a metric needs: the generator, the training data (uint8 images, labels), device, seed and knobs."""
+    """What a metric needs: the generator, the training data (uint8 images, labels), device, seed and knobs.
+
+    ``ref`` names the reference set of ``Protocol(reference="ref")`` metrics (a folder, zip or ``lfw``; opened
+    at G's resolution and channels, which it must have). ``open_data`` opens the training data when ``dataset``
+    is None and a metric needs it (so ``fid10k`` of an unconditional or uniformly labelled G never opens it).
+    """
 
     G: torch.nn.Module | None
     dataset: object | None
@@ -52,6 +101,9 @@ class MetricContext:
     batch: int = 32
     cache: bool = True
     progress: bool = True
+    ref: str | None = None
+    open_data: Callable[[], object] | None = None
+    ref_flag: str = "--ref"
     _memo: dict = field(default_factory=dict)
 
     def count(self, default: int) -> int:
@@ -60,30 +112,92 @@ class MetricContext:
     def inception(self, classifier: bool = False):
         return load_inception(self.device, classifier=classifier)
 
-    def real_features(self, max_items: int | None = None) -> torch.Tensor:
-        """Inception features of the first ``max_items`` training images (no x-flips), cached on disk."""
+    def data(self):
+        """The training data: ``dataset``, else what ``open_data`` opens (once), else ``UserError``."""
+        if self.dataset is None and self.open_data is not None:
+            self.dataset = self.open_data()
         if self.dataset is None:
             raise UserError("This metric needs the training data; pass --data.")
-        key = ("real", max_items)
+        return self.dataset
+
+    def label_data(self):
+        """The training data where a conditional G draws its labels from it (else ``dataset`` as given)."""
+        return self.data() if self.G is not None and getattr(self.G, "c_dim", 0) else self.dataset
+
+    def reference(self):
+        """The reference set ``ref`` (every image, no labels), opened once."""
+        if self.ref is None:
+            raise UserError(f"This metric compares with a reference set; pass {self.ref_flag} (e.g. the test split "
+                            "written by fakeclr dataset).")
+        if "ref_set" not in self._memo:
+            from .inputs import reference_dataset
+            self._memo["ref_set"] = reference_dataset(self.ref, self.G, self.ref_flag)
+        return self._memo["ref_set"]
+
+    def _features_of(self, kind: str, images, name: str, max_items: int | None) -> torch.Tensor:
+        key = (kind, max_items)
         if key not in self._memo:
             net = self.inception()
-            self._memo[key] = dataset_features(net.features, self.dataset.images, self.device,
-                                               name=getattr(self.dataset, "source", "data") or "data",
+            self._memo[key] = dataset_features(net.features, images, self.device, name=name,
                                                detector=detector_tag(net), max_items=max_items, batch=self.batch,
                                                cache=self.cache, progress=self.progress)
         return self._memo[key]
 
-    def gen_features(self, num: int, probabilities: bool = False) -> torch.Tensor:
-        """Inception features ``[num, 2048]`` (or class probabilities ``[num, 1008]``) of ``num`` generated images."""
+    def real_features(self, max_items: int | None = None) -> torch.Tensor:
+        """Inception features of the first ``max_items`` training images (no x-flips), cached on disk."""
+        data = self.data()
+        return self._features_of("real", data.images, getattr(data, "source", "data") or "data", max_items)
+
+    def reference_features(self, protocol: Protocol = STYLEGAN2_ADA) -> torch.Tensor:
+        """Features ``[N, 2048]`` of the real images ``protocol`` compares with, cached on disk (the key hashes
+        the images themselves, so an edited reference file is never served stale statistics)."""
+        if protocol.reference == "train":
+            return self.real_features(protocol.max_real)
+        return self._features_of("ref", self.reference().images, f"ref-{self.ref}", None)
+
+    def reference_record(self, protocol: Protocol) -> dict:
+        """What a result records of the real images it used: source, count and a digest of the images."""
+        key = ("record", protocol.reference, protocol.max_real)
+        if key not in self._memo:
+            data = self.data() if protocol.reference == "train" else self.reference()
+            images = data.images
+            if protocol.max_real is not None and protocol.max_real < images.shape[0]:
+                images = images.head(protocol.max_real) if hasattr(images, "head") else images[:protocol.max_real]
+            source = getattr(data, "source", None) if protocol.reference == "train" else self.ref
+            self._memo[key] = {"set": "training data" if protocol.reference == "train" else "reference",
+                               "source": str(source), "images": int(images.shape[0]),
+                               "digest": images_digest(images)}
+        return self._memo[key]
+
+    def protocol_record(self, protocol: Protocol) -> dict:
+        """How the generated images were drawn (labels, G's mode, batch) and the covariance, for the JSON line."""
+        c_dim = getattr(self.G, "c_dim", 0) if self.G is not None else 0
+        return {"labels": (protocol.labels if c_dim else "none"),
+                "generator": "train mode (batch statistics)" if protocol.batch_stats else "eval mode",
+                "gen_batch": protocol.gen_batch or self.batch, "covariance": f"N-{protocol.ddof}"}
+
+    def _generator(self, batch_stats: bool) -> torch.nn.Module:
+        if not batch_stats:
+            return self.G
+        if "G_train" not in self._memo:                  # a copy: BatchNorm's running stats of G stay untouched
+            self._memo["G_train"] = copy.deepcopy(self.G).train().requires_grad_(False)
+        return self._memo["G_train"]
+
+    def gen_features(self, num: int, probabilities: bool = False, protocol: Protocol = STYLEGAN2_ADA) -> torch.Tensor:
+        """Inception features ``[num, 2048]`` (or class probabilities ``[num, 1008]``) of ``num`` generated images,
+        drawn as ``protocol`` says (labels, G's mode, batch)."""
         if self.G is None:
             raise UserError("This metric needs a generator; pass --network.")
-        key = ("gen", num, probabilities)
+        batch = protocol.gen_batch or self.batch
+        key = ("gen", num, probabilities, protocol.labels, protocol.batch_stats, batch)
         if key not in self._memo:
             net = self.inception(classifier=probabilities)
             fn = net.probabilities if probabilities else net.features
-            self._memo[key] = generator_features(fn, self.G, num, self.seed, self.device, batch=self.batch,
-                                                 dataset=self.dataset,
-                                                 progress=Progress("generated-image features", num, self.progress))
+            dataset = self.label_data() if protocol.labels == "dataset" else self.dataset
+            self._memo[key] = generator_features(fn, self._generator(protocol.batch_stats), num, self.seed,
+                                                 self.device, batch=batch, dataset=dataset,
+                                                 progress=Progress("generated-image features", num, self.progress),
+                                                 labels=protocol.labels, whole_batches=protocol.batch_stats)
         return self._memo[key]
 
 
@@ -102,6 +216,8 @@ class Metric:
     description: str
     keys: tuple[str, ...] | None = None
     higher_is_better: bool | dict[str, bool | None] = LOWER
+    protocol: Protocol | None = None        # how images are drawn (FID/KID/PR/IS); recorded with each result
+    reals: bool = True                       # compares with real images (False: IS)
 
     def direction(self, part: str | None) -> bool | None:
         """The direction of the result part ``part`` (``None`` for the single number)."""
@@ -110,9 +226,10 @@ class Metric:
         return self.higher_is_better
 
 
-def _fid_metric(max_real):
+def _fid_metric(protocol: Protocol):
     def fn(ctx, num):
-        return fid_from_features(ctx.real_features(max_real), ctx.gen_features(num))
+        return fid_from_features(ctx.reference_features(protocol), ctx.gen_features(num, protocol=protocol),
+                                 ddof=protocol.ddof)
     return fn
 
 
@@ -140,7 +257,7 @@ def _ppl_metric(space, sampling, crop):
         lpips = load_lpips("vgg", ctx.device)
         return perceptual_path_length(ctx.G, lpips_distance_fn(lpips), num, epsilon=1e-4, space=space,
                                       sampling=sampling, crop=crop, batch=max(1, ctx.batch // 4), seed=ctx.seed,
-                                      dataset=ctx.dataset, device=ctx.device, progress=ctx.progress)
+                                      dataset=ctx.label_data(), device=ctx.device, progress=ctx.progress)
     return fn
 
 
@@ -149,7 +266,7 @@ def _continuity_metric(space, kind):
         if ctx.G is None:
             raise UserError("Latent continuity needs a generator; pass --network.")
         res = _continuity.latent_continuity(ctx.G, num, 10, space, kind, ctx.seed, ctx.device,
-                                            lpips=load_lpips("vgg", ctx.device), dataset=ctx.dataset)
+                                            lpips=load_lpips("vgg", ctx.device), dataset=ctx.label_data())
         return res.summary()
     return fn
 
@@ -158,15 +275,25 @@ _PR_BETTER = {"precision": HIGHER, "recall": HIGHER}
 _IS_BETTER = {"mean": HIGHER, "std": None}
 _CONT_BETTER = {"pixel": LOWER, "above": LOWER, "lpips": LOWER}   # mean jumps along a path: smaller = smoother
 
+_KID, _PR = Protocol(max_real=1_000_000), Protocol(max_real=200_000)
+
 METRICS: dict[str, Metric] = {
-    "fid50k_full": Metric(_fid_metric(None), 50000, "FID, 50k generated vs all real images"),
-    "fid5k_full": Metric(_fid_metric(None), 5000, "FID, 5k generated vs all real images"),
-    "kid50k_full": Metric(_kid_metric, 50000, "KID, 50k generated vs all real, 100 subsets"),
-    "kid5k_full": Metric(_kid_metric, 5000, "KID, 5k generated vs all real, 100 subsets"),
-    "pr50k3_full": Metric(_pr_metric, 50000, "precision/recall, k=3", ("precision", "recall"), _PR_BETTER),
-    "pr5k3_full": Metric(_pr_metric, 5000, "precision/recall, k=3", ("precision", "recall"), _PR_BETTER),
-    "is50k": Metric(_is_metric, 50000, "Inception Score, 10 splits", ("mean", "std"), _IS_BETTER),
-    "is5k": Metric(_is_metric, 5000, "Inception Score, 10 splits", ("mean", "std"), _IS_BETTER),
+    "fid50k_full": Metric(_fid_metric(STYLEGAN2_ADA), 50000, "FID, 50k generated vs all real images",
+                          protocol=STYLEGAN2_ADA),
+    "fid5k_full": Metric(_fid_metric(STYLEGAN2_ADA), 5000, "FID, 5k generated vs all real images",
+                         protocol=STYLEGAN2_ADA),
+    "fid10k": Metric(_fid_metric(DIFFAUGMENT), 10000, "FID, 10k generated vs all --ref images (DiffAugment: "
+                     "uniform classes, G batch stats of 50)", protocol=DIFFAUGMENT),
+    "kid50k_full": Metric(_kid_metric, 50000, "KID, 50k generated vs all real, 100 subsets", protocol=_KID),
+    "kid5k_full": Metric(_kid_metric, 5000, "KID, 5k generated vs all real, 100 subsets", protocol=_KID),
+    "pr50k3_full": Metric(_pr_metric, 50000, "precision/recall, k=3", ("precision", "recall"), _PR_BETTER,
+                          protocol=_PR),
+    "pr5k3_full": Metric(_pr_metric, 5000, "precision/recall, k=3", ("precision", "recall"), _PR_BETTER,
+                         protocol=_PR),
+    "is50k": Metric(_is_metric, 50000, "Inception Score, 10 splits", ("mean", "std"), _IS_BETTER,
+                    protocol=STYLEGAN2_ADA, reals=False),
+    "is5k": Metric(_is_metric, 5000, "Inception Score, 10 splits", ("mean", "std"), _IS_BETTER,
+                   protocol=STYLEGAN2_ADA, reals=False),
     "ppl_zfull": Metric(_ppl_metric("z", "full", True), 50000, "PPL in Z, full paths, crop"),
     "ppl_wfull": Metric(_ppl_metric("w", "full", True), 50000, "PPL in W, full paths, crop"),
     "ppl_zend": Metric(_ppl_metric("z", "end", True), 50000, "PPL in Z, path ends, crop"),
@@ -211,12 +338,18 @@ class MetricResult:
     num: int
     seconds: float
     higher_is_better: dict[str, bool | None] = field(default_factory=dict)   # by result key
+    reference: dict | None = None          # the real images compared with: set, source, images, digest
+    protocol: dict | None = None           # how the generated images were drawn (labels, G's mode, batch), covariance
 
     def to_dict(self) -> dict:
         out = {"metric": self.metric, "results": self.results, "num": self.num, "total_time": self.seconds}
         known = {k: v for k, v in self.higher_is_better.items() if v is not None}
         if known:
             out["higher_is_better"] = known
+        if self.reference is not None:
+            out["reference"] = self.reference
+        if self.protocol is not None:
+            out["protocol"] = self.protocol
         return out
 
 
@@ -237,19 +370,30 @@ def calc_metric(name: str, ctx: MetricContext) -> MetricResult:
     label = metric_label(name, num)
     start = time.time()
     results = _result_keys(label, metric.fn(ctx, num), metric.keys)
-    return MetricResult(label, results, num, time.time() - start,
-                        {key: metric.direction(key[len(label) + 1:] or None) for key in results})
+    seconds = time.time() - start
+    p = metric.protocol
+    return MetricResult(label, results, num, seconds,
+                        {key: metric.direction(key[len(label) + 1:] or None) for key in results},
+                        reference=ctx.reference_record(p) if p is not None and metric.reals else None,
+                        protocol=ctx.protocol_record(p) if p is not None else None)
+
+
+def needs_reference(names) -> list[str]:
+    """The metrics among ``names`` that compare with a reference set (``ref``) rather than the training data."""
+    return [n for n in parse_metric_names(names)
+            if METRICS[n].protocol is not None and METRICS[n].protocol.reference == "ref"]
 
 
 def compute_metrics(names, G, dataset, device="cpu", num_gen: int | None = None, seed: int = 0, batch: int = 32,
-                    cache: bool = True, progress: bool = False) -> dict[str, float]:
+                    cache: bool = True, progress: bool = False, ref: str | None = None) -> dict[str, float]:
     """The training-time hook: compute ``names`` (list or comma string) for ``G`` against ``dataset``.
 
-    ``G`` is used as given (pass ``G_ema`` in eval mode); ``dataset`` is an :class:`~fakeclr.data.ImageDataset`.
+    ``G`` is used as given (pass ``G_ema`` in eval mode); ``dataset`` is an :class:`~fakeclr.data.ImageDataset`;
+    ``ref`` the reference set of ``fid10k`` (a folder or zip of images at G's resolution).
     Returns one flat dict of result keys (e.g. ``fid5k_full``, ``pr5k3_full_precision``) to floats. The same
     arguments give the same numbers. The caller's RNG state is not changed.
     """
-    ctx = MetricContext(G, dataset, device, seed, num_gen, batch, cache, progress)
+    ctx = MetricContext(G, dataset, device, seed, num_gen, batch, cache, progress, ref=ref)
     out: dict[str, float] = {}
     for name in parse_metric_names(names):
         out.update(calc_metric(name, ctx).results)

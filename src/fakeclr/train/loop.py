@@ -345,7 +345,8 @@ def _snapshot_metrics(cfg: TrainConfig, G_ema, data, device, run_dir: Path, snap
     The metrics draw from their own seeded generators and leave the training RNG untouched.
     """
     from ..metrics.registry import MetricContext, append_metric_jsonl, calc_metric
-    ctx = MetricContext(G=G_ema, dataset=data, device=device, num_gen=cfg.metrics_num_gen, progress=False)
+    ctx = MetricContext(G=G_ema, dataset=data, device=device, num_gen=cfg.metrics_num_gen, progress=False,
+                        ref=cfg.metrics_ref, ref_flag="--metrics-ref")
     for name in cfg.metrics:
         result = calc_metric(name, ctx)
         append_metric_jsonl(run_dir, result, snapshot=snapshot, kimg=cur_nimg / 1000)

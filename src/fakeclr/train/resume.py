@@ -9,7 +9,7 @@ from ..errors import UserError
 from . import checkpoint as ckpt
 
 # Fields that may change when a run is continued: its length and the logging cadence.
-CONTINUABLE = {"kimg", "tick_kimg", "snapshot_kimg", "metrics", "metrics_num_gen"}
+CONTINUABLE = {"kimg", "tick_kimg", "snapshot_kimg", "metrics", "metrics_num_gen", "metrics_ref"}
 
 
 def resume_target(resume: str | Path | None, run_dir: Path) -> Path | None:
