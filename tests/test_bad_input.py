@@ -139,7 +139,7 @@ CASES = [
     (T + ["--metrics", "fid10k", "--metrics-ref", "{missing}"], "{missing}"),
     (T + ["--metrics", "fid10k", "--metrics-ref", "{net}"], "is a network file"),
     (T + ["--metrics", "fid10k", "--metrics-ref", "{rgb}"], "with 3 channel(s) but the network makes 16x16 with 1"),
-    (T + ["--metrics-ref", "{images}"], "--metrics-ref is read by fid10k only"),
+    (T + ["--metrics-ref", "{rgb}"], "--metrics-ref {rgb} holds 16x16 images with 3 channel(s)"),
     (T + ["--gamma", "x"], "--gamma"),
     # train: files
     (T + ["--resume", "{missing}"], "{missing}"),

@@ -206,6 +206,7 @@ def test_every_option_flag_sets_its_own_field_and_nothing_else(tmp_path, capsys)
     for i in range(4):                                   # a grey folder: the same channels as the default LFW
         Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
     _OPTION_VALUES["data.source"] = str(tmp_path)
+    _OPTION_VALUES["metrics_ref"] = str(tmp_path)         # reference images of the run's size (fid10k's --ref)
     base_argv = ["train", "--preset", "tiny", "--method", "fakeclr", "--dry-run"]
     assert main(base_argv) == 0
     base = _flat(json.loads(capsys.readouterr().out))

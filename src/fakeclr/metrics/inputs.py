@@ -10,7 +10,7 @@ import torch
 
 from ..errors import UserError
 
-__all__ = ["load_generator", "training_dataset", "reference_dataset", "check_reference", "check_metrics_ref"]
+__all__ = ["load_generator", "training_dataset", "reference_dataset", "check_reference"]
 
 
 def load_generator(network: str | os.PathLike, net: str = "G_ema", device="cpu") -> torch.nn.Module:
@@ -76,18 +76,3 @@ def reference_dataset(ref: str | os.PathLike, G: torch.nn.Module | None = None, 
     res, ch = check_reference(ref, getattr(G, "img_resolution", None), getattr(G, "img_channels", None), flag)
     return open_dataset(ref, resolution=res, channels=ch, use_labels=False)
 
-
-def check_metrics_ref(names, ref: str | None, resolution: int | None, channels: int | None,
-                      flag: str = "--metrics-ref") -> None:
-    """A training run's snapshot metrics against its reference set, checked before training starts: a metric
-    that compares with a reference set needs ``ref``, a given ``ref`` must be read by one, and it must hold images
-    at the run's ``resolution`` and ``channels``."""
-    from .registry import needs_reference
-    with_ref = needs_reference(names) if names else []
-    if ref is None and with_ref:
-        raise UserError(f"--metrics {with_ref[0]} compares with a reference set; pass {flag} (e.g. the test split "
-                        "written by fakeclr dataset).")
-    if ref is not None and not with_ref:
-        raise UserError(f"{flag} is read by fid10k only; add fid10k to --metrics or drop {flag}.")
-    if ref is not None:
-        check_reference(ref, resolution, channels, flag)

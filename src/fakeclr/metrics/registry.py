@@ -43,7 +43,7 @@ from .precision_recall import precision_recall
 from .weights import load_inception, load_lpips
 
 __all__ = ["METRICS", "FOLDER_METRICS", "Protocol", "STYLEGAN2_ADA", "DIFFAUGMENT", "MetricContext", "FolderContext",
-           "MetricResult", "calc_metric", "needs_reference",
+           "MetricResult", "calc_metric", "needs_reference", "check_metrics_ref",
            "compute_metrics", "compute_folder_metrics", "append_metric_jsonl", "parse_metric_names", "metric_label",
            "higher_is_better"]
 
@@ -382,6 +382,20 @@ def needs_reference(names) -> list[str]:
     """The metrics among ``names`` that compare with a reference set (``ref``) rather than the training data."""
     return [n for n in parse_metric_names(names)
             if METRICS[n].protocol is not None and METRICS[n].protocol.reference == "ref"]
+
+
+def check_metrics_ref(names, ref: str | None, resolution: int | None, channels: int | None,
+                      flag: str = "--metrics-ref") -> None:
+    """A training run's snapshot metrics and its reference set, checked before training starts: a metric that
+    compares with a reference set needs ``ref``, and ``ref`` (used or not, as a resumed run may add fid10k) must
+    hold images at the run's ``resolution`` and ``channels``."""
+    with_ref = needs_reference(names) if names else []
+    if ref is None and with_ref:
+        raise UserError(f"--metrics {with_ref[0]} compares with a reference set; pass {flag} (e.g. the test split "
+                        "written by fakeclr dataset).")
+    if ref is not None:
+        from .inputs import check_reference
+        check_reference(ref, resolution, channels, flag)
 
 
 def compute_metrics(names, G, dataset, device="cpu", num_gen: int | None = None, seed: int = 0, batch: int = 32,

@@ -101,7 +101,7 @@ def resolve(preset: str = "lfw-demo", overrides: Mapping[str, Any] | None = None
         apply_init(cfg, init)
     validate(cfg, world_size)
     if cfg.metrics or cfg.metrics_ref:                      # a bad reference set fails now, not at the first snapshot
-        from ..metrics.inputs import check_metrics_ref
+        from ..metrics.registry import check_metrics_ref
         check_metrics_ref(cfg.metrics, cfg.metrics_ref, cfg.data.resolution, cfg.data.channels)
     _whole_iterations(cfg, notes if notes is not None else [])
     return cfg
