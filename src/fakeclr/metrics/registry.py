@@ -226,6 +226,9 @@ class Metric:
         return self.higher_is_better
 
 
+_KID, _PR = Protocol(max_real=1_000_000), Protocol(max_real=200_000)     # StyleGAN2-ADA's caps on the reals
+
+
 def _fid_metric(protocol: Protocol):
     def fn(ctx, num):
         return fid_from_features(ctx.reference_features(protocol), ctx.gen_features(num, protocol=protocol),
@@ -234,12 +237,12 @@ def _fid_metric(protocol: Protocol):
 
 
 def _kid_metric(ctx, num):
-    return kernel_inception_distance(ctx.real_features(1_000_000), ctx.gen_features(num), num_subsets=100,
+    return kernel_inception_distance(ctx.reference_features(_KID), ctx.gen_features(num), num_subsets=100,
                                      max_subset_size=1000, seed=ctx.seed)
 
 
 def _pr_metric(ctx, num):
-    return precision_recall(ctx.real_features(200_000), ctx.gen_features(num), k=3)
+    return precision_recall(ctx.reference_features(_PR), ctx.gen_features(num), k=3)
 
 
 def _is_metric(ctx, num):
@@ -274,8 +277,6 @@ def _continuity_metric(space, kind):
 _PR_BETTER = {"precision": HIGHER, "recall": HIGHER}
 _IS_BETTER = {"mean": HIGHER, "std": None}
 _CONT_BETTER = {"pixel": LOWER, "above": LOWER, "lpips": LOWER}   # mean jumps along a path: smaller = smoother
-
-_KID, _PR = Protocol(max_real=1_000_000), Protocol(max_real=200_000)
 
 METRICS: dict[str, Metric] = {
     "fid50k_full": Metric(_fid_metric(STYLEGAN2_ADA), 50000, "FID, 50k generated vs all real images",
