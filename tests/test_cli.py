@@ -211,7 +211,7 @@ def test_every_option_flag_sets_its_own_field_and_nothing_else(tmp_path, capsys)
     assert main(base_argv) == 0
     base = _flat(json.loads(capsys.readouterr().out))
     opts = options()
-    assert len(opts) == 50 and len({o.flag for o in opts}) == len(opts)
+    assert len(opts) == 51 and len({o.flag for o in opts}) == len(opts)
     for opt in opts:
         if opt.switch and get_option(preset_config("tiny"), opt.path) or opt.choices and len(opt.choices) == 1:
             continue
