@@ -195,6 +195,7 @@ CASES = [
     (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{rgb}"], "--ref {rgb} holds 16x16 images with 3"),
     (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{folder}"], "--ref {folder}"),
     (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{txt}"], "--ref {txt}"),
+    (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{cut_tar}"], "--ref {cut_tar}"),
     (["metrics", "--network", "{net}", "--metrics", "fid5k_full", "--ref", "{images}"], "--ref is read by fid10k only"),
     (["metrics"], "--network"),
     (["export", "{state}", "--onnx", "{out}/g.onnx"], "training state"),

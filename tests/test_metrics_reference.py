@@ -9,6 +9,7 @@ by test_metrics_networks.py.
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from fakeclr.errors import UserError
 from fakeclr.metrics import features, registry
 from fakeclr.metrics.fid import fid_from_features
 from fakeclr.metrics.registry import DIFFAUGMENT, MetricContext, calc_metric
+from packed_files import cifar10_files, write_folder, write_tar
 
 DIM = 6                  # stand-in feature width: fewer than the images, so the covariance form is used
 CALLS: list = []         # every G call: (batch, class indices, G.training, output); module-level so copies share it
@@ -52,14 +54,20 @@ class BNGenerator(torch.nn.Module):
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)
-        self.fc = torch.nn.Linear(self.z_dim + self.c_dim, 64)
-        self.bn = torch.nn.BatchNorm1d(64)
+        n = self.img_channels * self.img_resolution ** 2
+        self.fc = torch.nn.Linear(self.z_dim + self.c_dim, n)
+        self.bn = torch.nn.BatchNorm1d(n)
         self.bn.running_mean += 0.5                          # eval mode differs visibly from batch statistics
 
     def forward(self, z, c, **kwargs):
-        out = torch.tanh(self.bn(self.fc(torch.cat([z, c], 1)))).view(-1, 1, 8, 8)
+        out = torch.tanh(self.bn(self.fc(torch.cat([z, c], 1))))
+        out = out.view(-1, self.img_channels, self.img_resolution, self.img_resolution)
         CALLS.append((z.shape[0], c.argmax(1).tolist(), self.training, out.clone()))
         return out
+
+
+class CifarGenerator(BNGenerator):
+    z_dim, c_dim, img_resolution, img_channels = 8, 10, 32, 3
 
 
 @pytest.fixture
@@ -116,7 +124,7 @@ def test_fid10k_is_the_diffaugment_fid_against_every_reference_image(setup):
     classes = np.bincount(sum((c[1] for c in CALLS), []), minlength=4)
     assert (classes > 20).all(), classes
     # ... and the caller's G is untouched: still in eval mode, BatchNorm's running statistics unchanged.
-    assert not G.training and torch.allclose(G.bn.running_mean, torch.full((64,), 0.5) + 0)
+    assert not G.training and torch.equal(G.bn.running_mean, torch.full((64,), 0.5))
 
 
 def test_the_full_metrics_keep_stylegan2_ada_s_protocol_beside_it(setup):
@@ -213,3 +221,27 @@ def test_train_time_fid10k_against_a_reference_set(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["metrics_ref"] == str(ref)
     with pytest.raises(UserError, match="--metrics-ref"):
         resolve("tiny", {"data.source": "lfw", "metrics": "fid10k"})
+
+
+def test_cifar_data_as_reference_is_its_test_split(setup, tmp_path):
+    """``--ref cifar-10-python.tar.gz`` compares with its test batch (not the training batches), and so does the
+    test split written as a zip by ``fakeclr dataset --split test``: the same images, the same number."""
+    from fakeclr.cli import main
+    det, _, _, _ = setup
+    files = cifar10_files(per_batch=4, test=7)
+    tar = write_tar(tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py", files)
+    G = CifarGenerator().eval()
+    res = calc_metric("fid10k", MetricContext(G, None, num_gen=50, ref=str(tar), progress=False))
+    assert res.reference["images"] == 7 and res.reference["split"] == "test"
+    test = pickle.loads(files["test_batch"], encoding="latin1")["data"].reshape(-1, 3, 32, 32)
+    want = _scipy_fid(_pixels(torch.from_numpy(test)).double().numpy(), _generated_features(50), ddof=1)
+    assert res.results["fid50"] == pytest.approx(want, rel=1e-6)
+    assert main(["dataset", str(tar), str(tmp_path / "test.zip"), "--split", "test", "--resolution", "32"]) == 0
+    zipped = calc_metric("fid10k", MetricContext(G, None, num_gen=50, ref=str(tmp_path / "test.zip"), progress=False))
+    assert zipped.results == res.results and zipped.reference["images"] == 7
+    assert zipped.reference["split"] == "test"                                  # the zip's dataset.json says so
+    assert zipped.reference["digest"] == res.reference["digest"]
+    # CIFAR data whose test batch is missing is refused, never silently replaced by the training batches.
+    folder = write_folder(tmp_path / "no-test", {k: v for k, v in files.items() if k != "test_batch"})
+    with pytest.raises(UserError, match="--ref .*no-test is CIFAR or IDX data without a readable test split"):
+        calc_metric("fid10k", MetricContext(G, None, num_gen=4, ref=str(folder), progress=False))

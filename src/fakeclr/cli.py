@@ -203,8 +203,8 @@ def _add_metrics(sub) -> None:
     p.add_argument("--metrics", default=None, help="comma-separated names, e.g. fid5k_full,kid5k_full (see --list)")
     p.add_argument("--network", help="network-snapshot-*.safetensors")
     p.add_argument("--data", help="training images (folder, zip or 'lfw'); default: the data set the snapshot records")
-    p.add_argument("--ref", help="reference images for fid10k (folder or zip at the network's resolution, e.g. the "
-                   "CIFAR-10 test split); the *_full metrics still use the training images")
+    p.add_argument("--ref", help="reference images for fid10k at the network's resolution: a folder or zip, or CIFAR / "
+                   "IDX data (its test split is read); the *_full metrics still use the training images")
     p.add_argument("--real", help="folder of real images (folder-vs-folder mode)")
     p.add_argument("--fake", help="folder of generated images (folder-vs-folder mode)")
     p.add_argument("--num-gen", type=int, help="sample count for every metric (default: each metric's own, e.g. 5000); "

@@ -283,7 +283,7 @@ class TrainConfig:
     metrics_num_gen: int | None = option(None, help="generated images per snapshot metric (fewer for CPU runs; "
                                          "results are then named by this count, e.g. fid500_full)")
     metrics_ref: str | None = option(None, help="reference images of fid10k at every snapshot (folder or zip at the "
-                                     "training resolution, e.g. the CIFAR-10 test split)")
+                                     "training resolution, or CIFAR / IDX data: its test split)")
     seed: int = option(0, help="random seed")
 
     # ------------------------------------------------------------------ serialisation

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import UserError
 
-__all__ = ["load_generator", "training_dataset", "reference_dataset", "check_reference"]
+__all__ = ["load_generator", "training_dataset", "reference_dataset", "reference_split", "check_reference"]
 
 
 def load_generator(network: str | os.PathLike, net: str = "G_ema", device="cpu") -> torch.nn.Module:
@@ -44,35 +44,57 @@ def training_dataset(network: str | os.PathLike | None, data: str | None, G: tor
 _NETWORK_SUFFIXES = (".safetensors", ".pkl", ".pt", ".pth", ".ckpt")
 
 
+def reference_split(ref: str | os.PathLike, flag: str = "--ref") -> str | None:
+    """The split that serves as the reference set: ``"test"`` for CIFAR or IDX data (the held-out images, as
+    DiffAugment's ``fid10k`` uses them), None for images (a folder, zip or ``lfw``)."""
+    from ..data.sources import PackedSource, open_source
+    try:
+        open_source(ref, "test").close()
+        return "test"
+    except UserError as e:
+        reason = e                     # images (a split does not apply), or packed data without a readable test split
+    src = open_source(ref)
+    packed = isinstance(src, PackedSource)
+    src.close()
+    if packed:
+        raise UserError(f"{flag} {ref} is CIFAR or IDX data without a readable test split ({reason}); pass the test "
+                        "images (the reference is the held-out split).")
+    return None
+
+
 def check_reference(ref: str | os.PathLike, resolution: int | None = None, channels: int | None = None,
-                    flag: str = "--ref") -> tuple[int, int]:
-    """``(resolution, channels)`` of the reference images ``ref`` from their headers, or ``UserError`` (naming
-    ``flag``) when ``ref`` is missing, no image set, or not at the generator's ``resolution`` and ``channels``."""
+                    flag: str = "--ref") -> tuple[int, int, str | None]:
+    """``(resolution, channels, split)`` of the reference images ``ref`` from their headers (``split``: see
+    :func:`reference_split`), or ``UserError`` (naming ``flag``) when ``ref`` is missing, no image set, or not at
+    the generator's ``resolution`` and ``channels``."""
     from ..data import probe_dataset
     from ..data.embedded import embedded_name
     if embedded_name(ref) is None:
         path = Path(os.path.expanduser(os.fspath(ref)))
         if not path.exists():
             raise UserError(f"{flag} {ref} does not exist; pass the reference images (a folder or zip, e.g. the "
-                            "test split written by fakeclr dataset).")
+                            "test split written by fakeclr dataset --split test, or the CIFAR archive).")
         if path.is_file() and path.suffix.lower() in _NETWORK_SUFFIXES:
             raise UserError(f"{flag} {ref} is a network file, not images; pass the reference images (a folder or "
-                            "zip, e.g. the test split written by fakeclr dataset).")
+                            "zip, e.g. the test split written by fakeclr dataset --split test, or the CIFAR archive).")
     try:
-        res, ch = probe_dataset(ref)
+        split = reference_split(ref, flag)
+        res, ch = probe_dataset(ref, split=split)
     except UserError as e:
-        raise UserError(f"{flag} {ref}: {e}") from None
+        text = str(e)
+        raise UserError(text if text.startswith(flag) else f"{flag} {ref}: {text}") from None
     if (resolution is not None and res != resolution) or (channels is not None and ch != channels):
         raise UserError(f"{flag} {ref} holds {res}x{res} images with {ch} channel(s) but the network makes "
                         f"{resolution}x{resolution} with {channels}; pass reference images of the network's size "
-                        f"(fakeclr dataset ... --resolution {resolution} --channels {channels}).")
-    return res, ch
+                        f"(fakeclr dataset ... --split test --resolution {resolution} --channels {channels}, with "
+                        "--pad for smaller images).")
+    return res, ch, split
 
 
 def reference_dataset(ref: str | os.PathLike, G: torch.nn.Module | None = None, flag: str = "--ref"):
-    """Every image of ``ref`` (a folder, zip or ``lfw``): no subset, no x-flips, no labels, at its native size,
-    which must be ``G``'s resolution and channel count (checked by :func:`check_reference`)."""
+    """Every image of ``ref`` (a folder, zip or ``lfw``; of CIFAR or IDX data its test split): no subset, no
+    x-flips, no labels, at its native size, which must be ``G``'s resolution and channel count (checked by
+    :func:`check_reference`)."""
     from ..data import open_dataset
-    res, ch = check_reference(ref, getattr(G, "img_resolution", None), getattr(G, "img_channels", None), flag)
-    return open_dataset(ref, resolution=res, channels=ch, use_labels=False)
-
+    res, ch, split = check_reference(ref, getattr(G, "img_resolution", None), getattr(G, "img_channels", None), flag)
+    return open_dataset(ref, resolution=res, channels=ch, use_labels=False, split=split)

@@ -164,9 +164,12 @@ class MetricContext:
             if protocol.max_real is not None and protocol.max_real < images.shape[0]:
                 images = images.head(protocol.max_real) if hasattr(images, "head") else images[:protocol.max_real]
             source = getattr(data, "source", None) if protocol.reference == "train" else self.ref
-            self._memo[key] = {"set": "training data" if protocol.reference == "train" else "reference",
-                               "source": str(source), "images": int(images.shape[0]),
-                               "digest": images_digest(images)}
+            record = {"set": "training data" if protocol.reference == "train" else "reference",
+                      "source": str(source), "images": int(images.shape[0]), "digest": images_digest(images)}
+            split = (getattr(data, "origin", None) or {}).get("split")       # CIFAR / IDX data, or an archive of it
+            if split is not None:
+                record["split"] = split
+            self._memo[key] = record
         return self._memo[key]
 
     def protocol_record(self, protocol: Protocol) -> dict:
