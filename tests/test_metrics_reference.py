@@ -201,7 +201,7 @@ def test_fid_with_n_minus_1_covariances_equals_scipy_in_both_forms(n_real, n_gen
         assert fid_from_features(real, gen, ddof=ddof) == pytest.approx(_scipy_fid(real, gen, ddof), rel=1e-6)
 
 
-def test_train_time_fid10k_against_a_reference_set(tmp_path, monkeypatch):
+def test_train_time_fid10k_against_a_reference_set(tmp_path, monkeypatch, capsys):
     """A run with --metrics fid10k --metrics-ref writes metric-fid<N>.jsonl at each snapshot, naming the reference."""
     from fakeclr.train.loop import train
     from fakeclr.train.resolve import resolve
@@ -219,6 +219,13 @@ def test_train_time_fid10k_against_a_reference_set(tmp_path, monkeypatch):
     assert len(lines) == 1 and np.isfinite(lines[0]["results"]["fid8"]) and lines[0]["kimg"] == 0.008
     assert {r["reference"]["source"] for r in lines} == {str(ref)} and lines[0]["reference"]["images"] == 8
     assert json.loads((tmp_path / "run" / "config.json").read_text())["metrics_ref"] == str(ref)
+    # Afterwards `fakeclr metrics` finds the run's reference set in the snapshot and gives the same number.
+    from fakeclr.cli import main
+    snap = sorted((tmp_path / "run").glob("network-snapshot-*.safetensors"))[-1]
+    assert main(["metrics", "--network", str(snap), "--metrics", "fid10k", "--num-gen", "8"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["reference"] == lines[0]["reference"]
+    assert line["results"]["fid8"] == pytest.approx(lines[0]["results"]["fid8"], rel=1e-9)
     with pytest.raises(UserError, match="--metrics-ref"):
         resolve("tiny", {"data.source": "lfw", "metrics": "fid10k"})
 

@@ -204,7 +204,8 @@ def _add_metrics(sub) -> None:
     p.add_argument("--network", help="network-snapshot-*.safetensors")
     p.add_argument("--data", help="training images (folder, zip or 'lfw'); default: the data set the snapshot records")
     p.add_argument("--ref", help="reference images for fid10k at the network's resolution: a folder or zip, or CIFAR / "
-                   "IDX data (its test split is read); the *_full metrics still use the training images")
+                   "IDX data (its test split is read); default: the run's --metrics-ref; the *_full metrics still use "
+                   "the training images")
     p.add_argument("--real", help="folder of real images (folder-vs-folder mode)")
     p.add_argument("--fake", help="folder of generated images (folder-vs-folder mode)")
     p.add_argument("--num-gen", type=int, help="sample count for every metric (default: each metric's own, e.g. 5000); "
@@ -221,7 +222,7 @@ def _add_metrics(sub) -> None:
 
 def _run_metrics(args) -> int:
     from .metrics import FOLDER_METRICS, METRICS, append_metric_jsonl, calc_metric, compute_folder_metrics
-    from .metrics.inputs import check_reference, load_generator, training_dataset
+    from .metrics.inputs import check_reference, load_generator, recorded_reference, training_dataset
     from .metrics.registry import MetricContext, needs_reference, parse_metric_names
     if args.list:
         for name, m in METRICS.items():
@@ -241,15 +242,16 @@ def _run_metrics(args) -> int:
         raise UserError("Pass --network CKPT (with --data) or --real DIR --fake DIR.")
     names = parse_metric_names(args.metrics or "fid5k_full")
     with_ref = needs_reference(names)
-    if args.ref is None and with_ref:
-        raise UserError(f"{with_ref[0]} compares with a reference set; pass --ref (e.g. the test split written by "
-                        "fakeclr dataset).")
     if args.ref is not None and not with_ref:
         raise UserError("--ref is read by fid10k only; add fid10k to --metrics or drop --ref.")
     G = load_generator(args.network, args.net, args.device)
-    if args.ref is not None:
-        check_reference(args.ref, G.img_resolution, G.img_channels)      # before any image is generated
-    ctx = MetricContext(G, None, args.device, args.seed, args.num_gen, args.batch, not args.no_cache, ref=args.ref,
+    ref = args.ref if args.ref is not None or not with_ref else recorded_reference(args.network)
+    if ref is None and with_ref:
+        raise UserError(f"{with_ref[0]} compares with a reference set; pass --ref (e.g. the test split written by "
+                        "fakeclr dataset --split test, or the CIFAR archive).")
+    if ref is not None:
+        check_reference(ref, G.img_resolution, G.img_channels)           # before any image is generated
+    ctx = MetricContext(G, None, args.device, args.seed, args.num_gen, args.batch, not args.no_cache, ref=ref,
                         open_data=lambda: training_dataset(args.network, args.data, G))
     for name in names:
         result = calc_metric(name, ctx)

@@ -10,7 +10,8 @@ import torch
 
 from ..errors import UserError
 
-__all__ = ["load_generator", "training_dataset", "reference_dataset", "reference_split", "check_reference"]
+__all__ = ["load_generator", "training_dataset", "reference_dataset", "reference_split", "check_reference",
+           "recorded_reference"]
 
 
 def load_generator(network: str | os.PathLike, net: str = "G_ema", device="cpu") -> torch.nn.Module:
@@ -42,6 +43,12 @@ def training_dataset(network: str | os.PathLike | None, data: str | None, G: tor
 
 
 _NETWORK_SUFFIXES = (".safetensors", ".pkl", ".pt", ".pth", ".ckpt")
+
+
+def recorded_reference(network: str | os.PathLike) -> str | None:
+    """The reference set a snapshot's training run evaluated ``fid10k`` against (``--metrics-ref``), or None."""
+    from ..network_file import read_network_header
+    return (read_network_header(network).get("meta") or {}).get("config", {}).get("metrics_ref")
 
 
 def reference_split(ref: str | os.PathLike, flag: str = "--ref") -> str | None:
