@@ -192,7 +192,7 @@ CASES = [
     (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{missing}"], "--ref {missing} does not exist"),
     (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{net}"], "is a network file"),
     (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{pkl}"], "is a network file"),
-    (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{rgb}"], "--ref {rgb} holds 16x16 images with 3"),
+    (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{rgb}"], "--ref {rgb} holds 16x16 images"),
     (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{folder}"], "--ref {folder}"),
     (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{txt}"], "--ref {txt}"),
     (["metrics", "--network", "{net}", "--metrics", "fid10k", "--ref", "{cut_tar}"], "--ref {cut_tar}"),
