@@ -543,7 +543,8 @@ def test_table4_plans_each_backbone_on_its_preset():
     assert a["data.use_labels"] is True and a["data.subset"] == 0.2 and a["kimg"] == 102.4
     assert "data.subset" not in by["stylegan2-fakeclr-uncond-full"].overrides
     assert "data.use_labels" not in by["stylegan2-fakeclr-uncond-full"].overrides
-    assert by["stylegan2-fakeclr-cond-full"].points == [25.6, 51.2, 76.8, 102.4]
+    assert by["stylegan2-fakeclr-cond-full"].points == [51.2, 102.4]
+    assert a["augment.speed_kimg"] == 10                          # APA reads the scale's --ada-kimg
     st.check_jobs(jobs)
     cfg = by["biggan-apa-cond-full"].config()
     assert (cfg.network.backbone, cfg.network.width, cfg.d_steps, cfg.batch) == ("biggan", 16, 4, 16)
@@ -559,3 +560,36 @@ def test_claims_of_given_comparisons_pair_only_those_runs():
     assert {(c["subject"], c["other"]) for c in out} == {("a-fakeclr", "a-apa"), ("b-fakeclr", "b-insgen")}
     fid = {(c["subject"], c["metric"]): c["wins"] for c in out}
     assert fid[("a-fakeclr", "fid1k_full")] == 1 and fid[("b-fakeclr", "fid1k_full")] == 0
+
+
+@pytest.mark.slow
+def test_a_study_with_a_reference_set_measures_fid10k_as_the_metrics_command_does(tmp_path, capsys):
+    """--ref: the study's FID is DiffAugment's fid10k against the reference images (here 24 LFW faces), the same
+    number `fakeclr metrics --metrics fid10k --ref` gives for the final snapshot; a BigGAN run has no PPL."""
+    _inception_or_skip()
+    ref = tmp_path / "ref.zip"
+    assert main(["dataset", "lfw", str(ref), "--resolution", "32", "--channels", "3", "--subset", "24",
+                 "--seed", "5"]) == 0
+    assert main(["study", "table4", "--outdir", str(tmp_path / "x"), "--scale", "cifar-cpu", "--data", "lfw",
+                 "--runs", "biggan-apa-cond-full", "--ref", str(ref), "--dry-run"]) != 0
+    assert "3 channel(s) but the network makes 32x32 with 1" in capsys.readouterr().err
+    assert main(["dataset", "lfw", str(ref), "--resolution", "32", "--channels", "1", "--subset", "24",
+                 "--seed", "5", "--force"]) == 0
+    spec = tmp_path / "bg.toml"
+    spec.write_text('[runs.bg]\nbackbone = "biggan"\naug = "diffaugment"\n"network.width" = 2\n')
+    out = tmp_path / "out"
+    assert main(["study", str(spec), "--outdir", str(out), "--scale", "cifar-cpu", "--data", "lfw", "--seeds", "0",
+                 "--kimg", "0.064", "--eval-every", "0.064", "--num-gen", "20", "--noise-seeds", "0",
+                 "--ref", str(ref)]) == 0
+    record = json.loads((out / "study.json").read_text())
+    (run,) = record["runs"]
+    assert set(run["metrics"]) == {"fid20"} and run["curve"][0]["kimg"] == 0.064
+    snapshot = Path(run["run_dir"]) / "network-snapshot-000000.064.safetensors"
+    capsys.readouterr()
+    assert main(["metrics", "--network", str(snapshot), "--metrics", "fid10k", "--ref", str(ref),
+                 "--num-gen", "20"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["results"]["fid20"] == pytest.approx(run["metrics"]["fid20"], rel=1e-6)
+    assert main(["study", str(spec), "--outdir", str(out), "--scale", "cifar-cpu", "--data", "lfw",
+                 "--ref", str(tmp_path / "missing.zip"), "--dry-run"]) != 0
+    assert "--ref" in capsys.readouterr().err

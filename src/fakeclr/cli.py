@@ -646,13 +646,16 @@ def _add_study(sub) -> None:
     p.add_argument("--outdir", required=True, help="study directory (run directories go to DIR/<data>/<run>-seed<k>)")
     p.add_argument("--scale", default="cpu32", choices=list(SCALES),
                    help="tiny (every code path in seconds), cpu32 (32 px, lfw-demo network; default), "
-                        "paper256 (fewshot256)")
+                        "cifar-cpu (table4 on a CPU), cifar (table4 as the papers), paper256 (fewshot256)")
     p.add_argument("--runs", help="only these runs of the study, comma-separated (e.g. ada-linear,insgen,fakeclr)")
     p.add_argument("--seeds", default="0,1,2", help="training seeds, e.g. 0-2 (default 0,1,2)")
     p.add_argument("--kimg", type=float, help="training length of every run (default: the scale's)")
     p.add_argument("--eval-every", type=float, help="kimg between FID/KID evaluation points and snapshots "
                                                     "(default: the scale's)")
     p.add_argument("--num-gen", type=int, help="generated images per FID/KID and PPL samples (default: the scale's)")
+    p.add_argument("--ref", help="reference images that FID is measured against instead of the training data (e.g. "
+                                 "the test split written by fakeclr dataset --split test; DiffAugment's fid10k "
+                                 "protocol), as table4 does for CIFAR")
     p.add_argument("--noise-seeds", type=int, default=1,
                    help="measure the noise floor on the first N of --seeds of each run (default 1; 0: on none)")
     p.add_argument("--jobs", type=int, default=1, help="runs at once; the CPU threads are divided between them")
@@ -672,7 +675,7 @@ def _run_study(args) -> int:
     if args.runs:
         study = select_runs(study, [r.strip() for r in args.runs.split(",") if r.strip()])
     jobs = plan_study(study, args.data, args.outdir, args.scale, parse_seeds(args.seeds), args.kimg, args.num_gen,
-                      args.eval_every, args.noise_seeds)
+                      args.eval_every, args.noise_seeds, args.ref)
     if args.dry_run:
         check_jobs(jobs)
         for job in jobs:

@@ -56,23 +56,31 @@ def _recorded(run_dir: Path) -> tuple[dict[tuple[str, str], dict[str, float]], f
 
 
 def evaluate_run(run_dir: str | Path, points: list[float], num_gen: int, continuity_paths: int = 50,
-                 device: str = "cpu", with_noise_floor: bool = True) -> dict[str, Any]:
+                 device: str = "cpu", with_noise_floor: bool = True, ref: str | None = None) -> dict[str, Any]:
     """Evaluate a trained run at ``points`` (kimg): FID/KID at each, and PPL, continuity and (``with_noise_floor``)
     the noise floor at the last. Results are appended to ``metric-<name>.jsonl`` (marked ``"study": true``) as they are computed, so
     an interrupted evaluation continues where it stopped and ``fakeclr report`` plots them.
+
+    With a reference set ``ref`` (a test split), FID is measured against it instead, by DiffAugment's protocol
+    (``fid10k`` with ``num_gen`` images: uniform classes, G sampled with batch statistics); the training data is
+    then not read, and the noise floor is the FID between two generated sets drawn the same way.
 
     Returns ``{"status": "done", "metrics": {key: value} at the end, "curve": [{"kimg", fid, kid}], ...}``.
     """
     from ...metrics.inputs import load_generator, training_dataset
     from ...metrics.ppl import compared_size
-    from ...metrics.registry import METRICS, MetricContext, MetricResult, append_metric_jsonl, calc_metric, metric_label
+    from ...metrics.registry import (DIFFAUGMENT, METRICS, STYLEGAN2_ADA, MetricContext, MetricResult,
+                                     append_metric_jsonl, calc_metric, metric_label)
     from ..report import load_run
     run_dir = Path(run_dir)
     snaps = snapshots(run_dir)
     if not snaps:
         raise UserError(f"{run_dir} holds no network snapshot; train the run first.")
     done, _ = _recorded(run_dir)
-    fid_l, kid_l = metric_label("fid5k_full", num_gen), metric_label("kid5k_full", num_gen)
+    measured = ["fid10k"] if ref is not None else ["fid5k_full", "kid5k_full"]
+    protocol = DIFFAUGMENT if ref is not None else STYLEGAN2_ADA
+    labels = [metric_label(name, num_gen) for name in measured]
+    fid_l = labels[0]
     dataset, curve, final = None, [], {}
 
     def record(res: MetricResult, snapshot: Path, kimg: float) -> None:
@@ -85,9 +93,10 @@ def evaluate_run(run_dir: str | Path, points: list[float], num_gen: int, continu
         kimg, snapshot = _snapshot_at(snaps, point)
         last = i == len(points) - 1
         G = load_generator(snapshot, "G_ema", device)
-        dataset = dataset or training_dataset(snapshot, None, G)
-        ctx = MetricContext(G, dataset, device, seed=EVAL_SEED, num_gen=num_gen, progress=False)
-        wanted = [("fid5k_full", ctx), ("kid5k_full", ctx)]
+        if ref is None or (last and has_w_space(G)):
+            dataset = dataset or training_dataset(snapshot, None, G)
+        ctx = MetricContext(G, dataset, device, seed=EVAL_SEED, num_gen=num_gen, progress=False, ref=ref)
+        wanted = [(name, ctx) for name in measured]
         if last and has_w_space(G):                      # PPL and continuity walk StyleGAN2's W space
             wanted.append(("ppl_wend" if compared_size(G.img_resolution, True) >= 16 else "ppl2_wend", ctx))
             if continuity_paths:
@@ -103,13 +112,15 @@ def evaluate_run(run_dir: str | Path, points: list[float], num_gen: int, continu
             if (snapshot.name, "noise_floor") not in done:
                 start = time.time()
                 other = MetricContext(G, dataset, device, seed=NOISE_SEED, num_gen=num_gen, progress=False)
-                floor = noise_floor(ctx.gen_features(num_gen), other.gen_features(num_gen), seed=EVAL_SEED)
+                floor = noise_floor(ctx.gen_features(num_gen, protocol=protocol),
+                                    other.gen_features(num_gen, protocol=protocol), seed=EVAL_SEED)
+                kid_l = labels[1] if len(labels) > 1 else f"kid{fid_l[3:]}"
                 record(MetricResult("noise_floor", {f"noise_{fid_l}": floor["fid"], f"noise_{kid_l}": floor["kid"]},
                                     num_gen, time.time() - start), snapshot, kimg)
             results.update(done[(snapshot.name, "noise_floor")])
         if last:
             final = results
-        curve.append({"kimg": kimg, fid_l: results[fid_l], kid_l: results[kid_l]})
+        curve.append({"kimg": kimg, **{label: results[label] for label in labels}})
     run = load_run(run_dir)
     return {"status": "done", "metrics": final, "curve": curve, "final_kimg": curve[-1]["kimg"],
             "sec_per_kimg": run.sec_per_kimg, "train_time_s": run.time_s, "eval_time_s": _recorded(run_dir)[1],

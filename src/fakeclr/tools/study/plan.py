@@ -33,6 +33,7 @@ class Job:
     continuity_paths: int
     noise_floor: bool = True  # whether this seed's evaluation measures the noise floor
     init: str | None = None   # the network the run fine-tunes from (fakeclr train --init)
+    ref: str | None = None    # the reference set FID is measured against (a test split), else the training data
 
     @property
     def label(self) -> str:
@@ -46,7 +47,11 @@ class Job:
         if self.init is not None:
             from ..finetune import resolve_init
             init = resolve_init(self.init, None if dry_run else self.run_dir)
-        return resolve(self.preset, self.overrides, init=init, notes=notes)
+        cfg = resolve(self.preset, self.overrides, init=init, notes=notes)
+        if self.ref is not None:                          # before training: a reference of another size is refused
+            from ...metrics.inputs import check_reference
+            check_reference(self.ref, cfg.data.resolution, cfg.data.channels, "--ref")
+        return cfg
 
     def command(self) -> str:
         """The run as the ``fakeclr train`` command that trains the same configuration, for people to read; the
@@ -86,10 +91,11 @@ def evaluation_points(kimg: float, every: float) -> list[float]:
 
 def plan_study(study: Study, datas: list[str], outdir: str | Path, scale: str = "cpu32",
                seeds: list[int] = (0, 1, 2), kimg: float | None = None, num_gen: int | None = None,
-               eval_every: float | None = None, noise_seeds: int = 1) -> list[Job]:
+               eval_every: float | None = None, noise_seeds: int = 1, ref: str | None = None) -> list[Job]:
     """Every run of ``study`` on every data set and seed, in the order they will run (seed-major, so that the
     first seed of every method finishes first). The noise floor is measured on the first ``noise_seeds`` of
-    ``seeds`` (0: on none)."""
+    ``seeds`` (0: on none). ``ref``: a reference set (a test split) that FID is measured against instead of the
+    training data (:func:`~fakeclr.tools.study.evaluate.evaluate_run`)."""
     if scale not in SCALES:
         raise UserError(f"Unknown scale '{scale}' (--scale); choose one of: {', '.join(SCALES)}.")
     if not datas:
@@ -104,6 +110,9 @@ def plan_study(study: Study, datas: list[str], outdir: str | Path, scale: str = 
         raise UserError("--num-gen must be at least 2.")
     if noise_seeds < 0:
         raise UserError("--noise-seeds must be 0 or more.")
+    if ref is not None and not Path(ref).exists():
+        raise UserError(f"--ref {ref} does not exist; give the reference images (e.g. the test split written by "
+                        "fakeclr dataset --split test).")
     noisy = set(list(seeds)[:noise_seeds])
     names = [data_name(d) for d in datas]
     if len(set(names)) != len(names):
@@ -126,7 +135,8 @@ def plan_study(study: Study, datas: list[str], outdir: str | Path, scale: str = 
                 preset = sc.preset_for(own.get("network.backbone"))
                 jobs.append(Job(run, source, dname, seed, outdir / dname / f"{run}-seed{seed}", preset,
                                 overrides, kimg, evaluation_points(kimg, every), num_gen, sc.continuity_paths,
-                                seed in noisy, inits[run]))
+                                seed in noisy, inits[run],
+                                None if ref is None else str(Path(ref).resolve())))
     return jobs
 
 

@@ -47,7 +47,8 @@ def _finished(job: Job) -> dict[str, Any] | None:
     if rec is None:
         return None
     same = (rec.get("status") == "done" and abs(float(rec.get("kimg", -1)) - job.kimg) < 1e-9
-            and rec.get("num_gen") == job.num_gen and rec.get("points") == job.points)
+            and rec.get("num_gen") == job.num_gen and rec.get("points") == job.points
+            and rec.get("ref") == job.ref)
     if job.noise_floor and not any(k.startswith("noise_") for k in rec.get("metrics", {})):
         same = False
     return rec if same else None
@@ -137,12 +138,12 @@ def child(job_file: str) -> int:
     from .evaluate import evaluate_run
     job = json.loads(Path(job_file).read_text())
     run_dir = Path(job["run_dir"])
-    plan = {k: job[k] for k in ("kimg", "points", "num_gen", "run", "seed", "data")}
+    plan = {k: job.get(k) for k in ("kimg", "points", "num_gen", "run", "seed", "data", "ref")}
     try:
         notes: list[str] = []
         cfg = Job(**{k: job.get(k) for k in ("run", "data", "data_name", "seed", "run_dir", "preset", "overrides",
                                              "kimg", "points", "num_gen", "continuity_paths", "noise_floor",
-                                             "init")}).config(notes)
+                                             "init", "ref")}).config(notes)
         for note in notes:
             print(f"fakeclr study: {note}", flush=True)
         try:
@@ -150,7 +151,7 @@ def child(job_file: str) -> int:
         finally:
             dist.shutdown()
         rec = evaluate_run(run_dir, job["points"], job["num_gen"], job["continuity_paths"], device=job["device"],
-                           with_noise_floor=job.get("noise_floor", True))
+                           with_noise_floor=job.get("noise_floor", True), ref=job.get("ref"))
     except (UserError, TrainingStopped) as e:
         print(f"fakeclr study: error: {e}", flush=True)
         write_text(run_dir / "study-run.json", json.dumps(dict(plan, status="failed", error=str(e),
