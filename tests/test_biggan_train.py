@@ -102,3 +102,22 @@ def test_options_of_the_other_backbone_are_refused():
         resolve("tiny", {"d_steps": 4})
     with pytest.raises(UserError, match="32, 64, 128 px"):
         train(tiny_biggan(**{"data.resolution": 16}), "/nonexistent-never-written", tensorboard=False)
+
+
+@pytest.mark.slow
+def test_the_documented_cifar_command_trains_from_the_downloaded_archive(tmp_path, capsys):
+    """`fakeclr train --backbone biggan --preset biggan-cifar --data cifar-10-python.tar.gz --cond --method fakeclr`
+    (docs/training.md), on a tiny archive of the same format and with a narrow network, for one iteration."""
+    from packed_files import cifar10_files, write_tar
+
+    from fakeclr.cli import main
+    archive = write_tar(tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py", cifar10_files(per_batch=8))
+    out = tmp_path / "run"
+    assert main(["train", "--backbone", "biggan", "--preset", "biggan-cifar", "--data", str(archive), "--cond",
+                 "--method", "fakeclr", "--outdir", str(out), "--kimg", "0.04", "--batch", "10",
+                 "--no-tensorboard"]) == 0
+    text = capsys.readouterr().out
+    assert "80 images at 32px, 3 channel(s); biggan, batch 10 (40 reals an iteration)" in text   # mirrored
+    state = ckpt.load_state(next(out.glob("training-state-*.pt")))
+    assert json.loads(state["config"])["network"]["backbone"] == "biggan"
+    assert state["nets"]["G"]["blocks.0.0.bn1.gain.weight"].shape == (10, 256)   # one gain per CIFAR-10 class
