@@ -17,11 +17,13 @@ PIPE_READ = "augment/ada.py"
 ADA_READ = "augment/controller.py"
 
 
-def _count(method: str, aug: str, tmp_path) -> tuple[HostSyncCounter, int]:
+def _count(method: str, aug: str, tmp_path, backbone: str = "stylegan2") -> tuple[HostSyncCounter, int]:
     """Host reads during ``ITERATIONS`` iterations after 2, and the number of ADA pipeline calls among them."""
     cfg = preset_config("tiny")
     cfg.data.source, cfg.augment.kind, cfg.kimg = "lfw", aug, 100.0
     cfg.contrastive = method_config(method)
+    if backbone == "biggan":                 # 2 D steps per G step, the width-2 BigGAN at 32 px
+        cfg.network.backbone, cfg.network.width, cfg.data.resolution, cfg.d_steps = "biggan", 2, 32, 2
     torch.manual_seed(0)
     run = assembly.build_run(cfg, tmp_path, torch.device("cpu"), fresh=True, source=None)
     assembly.restore_run(run, None, None)
@@ -49,9 +51,10 @@ def test_the_step_reads_the_device_once_per_augmentation(method, aug, tmp_path):
     assert sites.get(ADA_READ, 0) <= ITERATIONS // interval                  # E[sign D(real)], at the interval
 
 
+@pytest.mark.parametrize("backbone", ["stylegan2", "biggan"])
 @pytest.mark.parametrize("method", ["ada", "fakeclr"])
-def test_without_ada_the_step_reads_nothing(method, tmp_path):
-    counter, _ = _count(method, "diffaugment", tmp_path)
+def test_without_ada_the_step_reads_nothing(method, backbone, tmp_path):
+    counter, _ = _count(method, "diffaugment", tmp_path, backbone)
     assert counter.count == 0, counter.by_site
 
 
