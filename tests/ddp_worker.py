@@ -51,13 +51,15 @@ def audit_collectives(calls: list) -> dict:
 
 def main(outdir: str, method: str) -> None:
     """``method`` is a method name, optionally with ``:stream`` (the data streamed through one DataLoader worker
-    per process)."""
+    per process) or ``:biggan`` (the width-2 BigGAN at 32 px, 2 D steps per G step)."""
     method, _, feed = method.partition(":")
     cfg = preset_config("tiny")
     cfg.contrastive = method_config(method)
     cfg.data.source = "lfw"
     if feed == "stream":
         cfg.data.stream, cfg.data.workers = True, 1
+    if feed == "biggan":
+        cfg.network.backbone, cfg.network.width, cfg.data.resolution, cfg.d_steps = "biggan", 2, 32, 2
     cfg.kimg, cfg.snapshot_kimg, cfg.tick_kimg = 0.064, 0.032, 0.032
     calls: list = []
     originals = audit_collectives(calls)

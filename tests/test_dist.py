@@ -66,6 +66,21 @@ def test_two_process_gloo_training(tmp_path, method):
 
 
 @pytest.mark.slow
+def test_two_process_gloo_training_of_biggan(tmp_path):
+    """BigGAN with FakeCLR on 2 gloo processes: each rank normalises with its own batch, the running statistics
+    are averaged, so every network (BatchNorm statistics and power-iteration vectors included) is the same on
+    both ranks; 64 images of 2 D steps of batch 8 are 4 iterations."""
+    proc, tmp_path = run_torchrun_once_more_after_teardown_crash(tmp_path, "fakeclr:biggan")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = json.loads((tmp_path / "ranks.json").read_text())
+    assert all(r["iterations"] == 4 for r in ranks)
+    for name in ("G", "D", "G_ema", "D_ema", "fake_head", "fake_queue"):
+        assert ranks[0][name] == ranks[1][name], f"{name} differs between ranks"
+    for r in ranks:
+        assert all(Path(c["caller"]).as_posix().endswith("fakeclr/dist.py") for c in r["collectives"])
+
+
+@pytest.mark.slow
 def test_two_process_streamed_training_equals_in_memory(tmp_path):
     """Each process streams its own draws through a DataLoader worker; the networks equal the in-memory run's."""
     runs = {}
