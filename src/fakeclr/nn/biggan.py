@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from .layers import freeze_parameters
 
 __all__ = ["BigGANGenerator", "BigGANDiscriminator", "SNConv2d", "SNLinear", "SNEmbedding",
            "ConditionalBatchNorm", "biggan_channels"]
@@ -304,10 +305,7 @@ class BigGANDiscriminator(torch.nn.Module):
             raise UserError(f"--freeze-d {n}: this discriminator has {len(layers)} freezable blocks; "
                             f"use 0 to {len(layers)}.")
         for name in layers[:n]:
-            for layer in self.get_submodule(name).modules():
-                for pname, param in list(layer.named_parameters(recurse=False)):
-                    delattr(layer, pname)
-                    layer.register_buffer(pname, param.detach())
+            freeze_parameters(self.get_submodule(name))
         return layers[:n]
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None, return_features: bool = False):

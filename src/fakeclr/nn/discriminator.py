@@ -19,7 +19,7 @@ from ..config import D_ARCHITECTURES
 from ..errors import UserError
 from .generator import _check_resolution, channels_per_resolution, check_num_fp16_res
 from .precision import fp16_resolution
-from .layers import DEFAULT_FILTER, DiscriminatorBlock, DiscriminatorEpilogue, MappingNetwork
+from .layers import DEFAULT_FILTER, DiscriminatorBlock, DiscriminatorEpilogue, MappingNetwork, freeze_parameters
 
 __all__ = ["Discriminator"]
 
@@ -110,10 +110,7 @@ class Discriminator(torch.nn.Module):
             raise UserError(f"--freeze-d {n}: this discriminator has {len(layers)} freezable layers at "
                             f"{self.img_resolution} px ({layers[0]} ... {layers[-1]}); use 0 to {len(layers)}.")
         for name in layers[:n]:
-            layer = self.get_submodule(name)
-            for pname, param in list(layer.named_parameters(recurse=False)):
-                delattr(layer, pname)
-                layer.register_buffer(pname, param.detach())
+            freeze_parameters(self.get_submodule(name))
         return layers[:n]
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None, return_features: bool = False):

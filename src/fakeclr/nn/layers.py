@@ -71,6 +71,16 @@ class FullyConnectedLayer(torch.nn.Module):
         return f"in={self.in_features}, out={self.out_features}, act={self.activation}, lr={self.lr_multiplier:g}"
 
 
+
+def freeze_parameters(module: torch.nn.Module) -> None:
+    """FreezeD's freezing (Mo et al. 2020): every parameter of ``module`` and its submodules becomes a buffer of the
+    same name, so it gets no gradient and no optimizer state while state dicts (and checkpoints) keep their
+    layout."""
+    for m in module.modules():
+        for name, param in list(m.named_parameters(recurse=False)):
+            delattr(m, name)
+            m.register_buffer(name, param.detach())
+
 def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, up: int = 1, down: int = 1,
                     padding: int | Sequence[int] = 0, groups: int = 1, flip_weight: bool = True) -> torch.Tensor:
     """2-D convolution fused with FIR up- or downsampling by an integer factor.
