@@ -112,6 +112,9 @@ def test_metrics_are_identical_for_the_same_seed(inception, lpips_vgg):
     a = compute_metrics(names, G, ds, num_gen=4, seed=3)
     b = compute_metrics(names, G, ds, num_gen=4, seed=3)
     assert a == b
+    # ...and the seed is what makes them equal: another seed draws other images and other numbers.
+    c = compute_metrics(["fid5k_full", "ppl2_wend"], G, ds, num_gen=4, seed=4)
+    assert c["fid4_full"] != a["fid4_full"] and c["ppl2_wend"] != a["ppl2_wend"]
     # Filed under the sample count actually used (4 images, not 5k); PPL/continuity names state no count.
     assert set(a) == {"fid4_full", "kid4_full", "pr4_3_full_precision", "pr4_3_full_recall", "ppl2_wend",
                       "continuity_w_pixel", "continuity_w_above", "continuity_w_lpips"}
