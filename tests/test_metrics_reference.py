@@ -141,6 +141,30 @@ def test_the_full_metrics_keep_stylegan2_ada_s_protocol_beside_it(setup):
         "labels": "dataset", "generator": "eval mode", "gen_batch": 32, "covariance": "N-0"}
 
 
+def test_the_full_metrics_of_a_subset_run_use_the_whole_data_set(setup):
+    """StyleGAN2-ADA's fid50k_full/kid/pr/is set ``max_size=None``: a run trained on ``--subset`` is compared with
+    every image of its data set, and its generated images take the labels of random items of the whole set."""
+    det, ref, G, subset = setup                               # the subset: 10 images, class 0 only
+    rng = np.random.RandomState(2)
+    whole_images = torch.cat([subset.images, torch.from_numpy(rng.randint(0, 256, (30, 1, 8, 8), dtype=np.uint8))])
+    whole_labels = torch.eye(4)[torch.arange(40) % 4]           # classes 0-3
+    whole_labels[:10] = subset.labels
+    whole = ImageDataset(whole_images, whole_labels, source="toy-train")
+    opened = []
+    ctx = MetricContext(G, subset, num_gen=40, progress=False, open_whole=lambda: opened.append(1) or whole)
+    res = calc_metric("fid5k_full", ctx)
+    want = _scipy_fid(_pixels(whole_images).double().numpy(), _generated_features(40), ddof=0)
+    assert res.results["fid40_full"] == pytest.approx(want, rel=1e-6)
+    assert set(sum((c[1] for c in CALLS), [])) == {0, 1, 2, 3}          # labels of the whole set's items
+    assert res.to_dict()["reference"]["images"] == 40
+    calc_metric("kid5k_full", ctx)
+    assert opened == [1]                                       # opened once per context
+    assert ctx.label_data() is subset                           # PPL and continuity keep the run's own data
+    # Without a subset (open_whole gives None) the data set given is the whole one.
+    plain = MetricContext(G, subset, num_gen=40, progress=False, open_whole=lambda: None)
+    assert calc_metric("fid5k_full", plain).to_dict()["reference"]["images"] == 10
+
+
 def test_the_result_records_the_reference_and_the_protocol(setup, tmp_path):
     det, ref, G, data = setup
     ctx = MetricContext(G, None, num_gen=50, ref=str(ref), progress=False)       # no training data needed
@@ -228,6 +252,28 @@ def test_train_time_fid10k_against_a_reference_set(tmp_path, monkeypatch, capsys
     assert line["results"]["fid8"] == pytest.approx(lines[0]["results"]["fid8"], rel=1e-9)
     with pytest.raises(UserError, match="--metrics-ref"):
         resolve("tiny", {"data.source": "lfw", "metrics": "fid10k"})
+
+
+def test_train_time_full_metrics_of_a_subset_run_compare_with_every_image(tmp_path, monkeypatch, capsys):
+    """A run on --subset 10 of the 100 LFW faces evaluates fid*_full against all 100 (StyleGAN2-ADA resets
+    max_size), and ``fakeclr metrics`` on its snapshot, with or without --data, gives the same number."""
+    from fakeclr.train.loop import train
+    from fakeclr.train.resolve import resolve
+    det = PixelDetector()
+    monkeypatch.setattr(registry, "load_inception", lambda device, classifier=False: det)
+    monkeypatch.setattr(features, "stats_cache_dir", lambda: tmp_path / "cache")
+    cfg = resolve("tiny", {"data.source": "lfw", "data.subset": 10, "kimg": 0.008, "snapshot_kimg": 0.008,
+                           "tick_kimg": 0.008, "metrics": "fid5k_full", "metrics_num_gen": 8})
+    train(cfg, tmp_path / "run", tensorboard=False)
+    line = json.loads((tmp_path / "run" / "metric-fid8_full.jsonl").read_text().splitlines()[0])
+    assert line["reference"]["images"] == 100 and np.isfinite(line["results"]["fid8_full"])
+    from fakeclr.cli import main
+    snap = sorted((tmp_path / "run").glob("network-snapshot-*.safetensors"))[-1]
+    for extra in ([], ["--data", "lfw"]):
+        assert main(["metrics", "--network", str(snap), "--metrics", "fid5k_full", "--num-gen", "8", *extra]) == 0
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert out["reference"] == line["reference"]
+        assert out["results"]["fid8_full"] == pytest.approx(line["results"]["fid8_full"], rel=1e-9)
 
 
 def test_cifar_data_as_reference_is_its_test_split(setup, tmp_path):

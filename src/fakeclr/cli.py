@@ -202,7 +202,8 @@ def _add_metrics(sub) -> None:
                                    "with --ref for fid10k) or --real DIR --fake DIR (names fid, kid, pr, is).")
     p.add_argument("--metrics", default=None, help="comma-separated names, e.g. fid5k_full,kid5k_full (see --list)")
     p.add_argument("--network", help="network-snapshot-*.safetensors")
-    p.add_argument("--data", help="training images (folder, zip or 'lfw'); default: the data set the snapshot records")
+    p.add_argument("--data", help="training images (folder, zip or 'lfw'); default: the data set the snapshot records "
+                   "(FID, KID, PR and IS use all of its images, also after --subset, as StyleGAN2-ADA does)")
     p.add_argument("--ref", help="reference images for fid10k at the network's resolution: a folder or zip, or CIFAR / "
                    "IDX data (its test split is read); default: the run's --metrics-ref; the *_full metrics still use "
                    "the training images")
@@ -252,7 +253,8 @@ def _run_metrics(args) -> int:
     if ref is not None:
         check_reference(ref, G.img_resolution, G.img_channels)           # before any image is generated
     ctx = MetricContext(G, None, args.device, args.seed, args.num_gen, args.batch, not args.no_cache, ref=ref,
-                        open_data=lambda: training_dataset(args.network, args.data, G))
+                        open_data=lambda: training_dataset(args.network, args.data, G),
+                        open_whole=lambda: training_dataset(args.network, args.data, G, whole=True))
     for name in names:
         result = calc_metric(name, ctx)
         print(json.dumps(dict(result.to_dict(), network=str(args.network), seed=args.seed)), flush=True)

@@ -20,14 +20,19 @@ def load_generator(network: str | os.PathLike, net: str = "G_ema", device="cpu")
     return load_networks(network, (net,), device=device)[net]
 
 
-def training_dataset(network: str | os.PathLike | None, data: str | None, G: torch.nn.Module | None = None):
+def training_dataset(network: str | os.PathLike | None, data: str | None, G: torch.nn.Module | None = None,
+                     whole: bool = False):
     """The real images to compare with, without x-flips.
 
     ``data`` (a folder, zip or ``lfw``) is opened at the generator's resolution and channel count; without it,
     the data set recorded in the snapshot's header (source, resolution, channels, subset) is reopened.
+    ``whole``: the recorded data set without its subset (StyleGAN2-ADA's ``max_size=None``), or None when the
+    run trained on every image or ``data`` is given (then the data set above is already whole).
     """
     from ..data import open_dataset
     if data is not None:
+        if whole:
+            return None
         res = G.img_resolution if G is not None else None
         ch = G.img_channels if G is not None else None
         return open_dataset(data, resolution=res, channels=ch, use_labels=bool(G is not None and G.c_dim))
@@ -37,8 +42,10 @@ def training_dataset(network: str | os.PathLike | None, data: str | None, G: tor
     cfg = (read_network_header(network).get("meta") or {}).get("config", {}).get("data")
     if not cfg or not cfg.get("source"):
         raise UserError(f"{network} does not record its training data; pass --data.")
+    if whole and cfg.get("subset") is None:
+        return None
     return open_dataset(cfg["source"], resolution=cfg.get("resolution"), channels=cfg.get("channels"),
-                        subset=cfg.get("subset"), subset_seed=cfg.get("subset_seed", 0),
+                        subset=None if whole else cfg.get("subset"), subset_seed=cfg.get("subset_seed", 0),
                         skip_bad=cfg.get("skip_bad", False), use_labels=cfg.get("use_labels", False))
 
 

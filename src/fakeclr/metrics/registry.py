@@ -52,10 +52,11 @@ __all__ = ["METRICS", "FOLDER_METRICS", "Protocol", "STYLEGAN2_ADA", "DIFFAUGMEN
 class Protocol:
     """How a metric draws its real and generated images (the parts where the papers' codebases differ).
 
-    reference: ``"train"``, the training data without x-flips (the first ``max_real`` images; None = all), or
-        ``"ref"``, every image of the reference set the caller names (``--ref``, e.g. CIFAR-10's test split).
-    labels: a conditional G's labels, ``"dataset"`` (the label of a random training item, StyleGAN2-ADA) or
-        ``"uniform"`` (uniform classes, DiffAugment BigGAN-CIFAR's ``y_.sample_()``).
+    reference: ``"train"``, the whole training data, without x-flips and without its ``--subset`` (the first
+        ``max_real`` images; None = all), or ``"ref"``, every image of the reference set the caller names
+        (``--ref``, e.g. CIFAR-10's test split).
+    labels: a conditional G's labels, ``"dataset"`` (the label of a random item of the whole training data,
+        StyleGAN2-ADA) or ``"uniform"`` (uniform classes, DiffAugment BigGAN-CIFAR's ``y_.sample_()``).
     batch_stats: run a copy of G in train mode, so BatchNorm normalises with the statistics of each generated
         batch (DiffAugment BigGAN-CIFAR: ``G_eval_mode`` off), on whole batches of ``gen_batch`` latents; the
         caller's G and its buffers are left alone. False: G as given (eval mode).
@@ -91,6 +92,11 @@ class MetricContext:
     ``ref`` names the reference set of ``Protocol(reference="ref")`` metrics (a folder, zip or ``lfw``; opened
     at G's resolution and channels, which it must have). ``open_data`` opens the training data when ``dataset``
     is None and a metric needs it (so ``fid10k`` of an unconditional or uniformly labelled G never opens it).
+
+    ``open_whole`` opens every image of the training data when ``dataset`` is a ``--subset`` of it (None when it
+    is not): StyleGAN2-ADA's FID, KID, PR and IS set ``max_size=None`` (``metric_main.py``), so their real images
+    and the labels of their generated images come from the whole data set, while PPL and continuity keep the
+    run's own data (the anchor's PPL does not reset ``max_size``).
     """
 
     G: torch.nn.Module | None
@@ -104,6 +110,7 @@ class MetricContext:
     ref: str | None = None
     open_data: Callable[[], object] | None = None
     ref_flag: str = "--ref"
+    open_whole: Callable[[], object | None] | None = None
     _memo: dict = field(default_factory=dict)
 
     def count(self, default: int) -> int:
@@ -123,6 +130,14 @@ class MetricContext:
     def label_data(self):
         """The training data where a conditional G draws its labels from it (else ``dataset`` as given)."""
         return self.data() if self.G is not None and getattr(self.G, "c_dim", 0) else self.dataset
+
+    def whole_data(self):
+        """Every image of the training data (StyleGAN2-ADA's ``max_size=None``): what ``open_whole`` opens (once),
+        else :meth:`data` when the data is no subset."""
+        if "whole" not in self._memo:
+            whole = self.open_whole() if self.open_whole is not None else None
+            self._memo["whole"] = whole if whole is not None else self.data()
+        return self._memo["whole"]
 
     def reference(self):
         """The reference set ``ref`` (every image, no labels), opened once."""
@@ -144,8 +159,9 @@ class MetricContext:
         return self._memo[key]
 
     def real_features(self, max_items: int | None = None) -> torch.Tensor:
-        """Inception features of the first ``max_items`` training images (no x-flips), cached on disk."""
-        data = self.data()
+        """Inception features of the first ``max_items`` images of the whole training data (no x-flips, no
+        subset), cached on disk."""
+        data = self.whole_data()
         return self._features_of("real", data.images, getattr(data, "source", "data") or "data", max_items)
 
     def reference_features(self, protocol: Protocol = STYLEGAN2_ADA) -> torch.Tensor:
@@ -159,7 +175,7 @@ class MetricContext:
         """What a result records of the real images it used: source, count and a digest of the images."""
         key = ("record", protocol.reference, protocol.max_real)
         if key not in self._memo:
-            data = self.data() if protocol.reference == "train" else self.reference()
+            data = self.whole_data() if protocol.reference == "train" else self.reference()
             images = data.images
             if protocol.max_real is not None and protocol.max_real < images.shape[0]:
                 images = images.head(protocol.max_real) if hasattr(images, "head") else images[:protocol.max_real]
@@ -196,7 +212,8 @@ class MetricContext:
         if key not in self._memo:
             net = self.inception(classifier=probabilities)
             fn = net.probabilities if probabilities else net.features
-            dataset = self.label_data() if protocol.labels == "dataset" else self.dataset
+            labelled = self.G is not None and getattr(self.G, "c_dim", 0) and protocol.labels == "dataset"
+            dataset = self.whole_data() if labelled else self.dataset
             self._memo[key] = generator_features(fn, self._generator(protocol.batch_stats), num, self.seed,
                                                  self.device, batch=batch, dataset=dataset,
                                                  progress=Progress("generated-image features", num, self.progress),

@@ -12,7 +12,7 @@ import torch
 
 from .. import dist
 from ..augment import Augmentation
-from ..config import BACKBONES, METHODS, TrainConfig, validate
+from ..config import BACKBONES, METHODS, DataConfig, TrainConfig, validate
 from ..data import open_dataset
 from ..errors import UserError
 from ..phase import PHASES, Method
@@ -129,15 +129,25 @@ class TrainingRun:
         return [self.G, self.D, *self.method.trainable]
 
 
+def open_training_data(data: DataConfig, whole: bool = False):
+    """The data set ``data`` describes (``--data`` and its options). ``whole``: every image of it, without the
+    subset and the x-flips, for the snapshot metrics (StyleGAN2-ADA's FID/KID/PR/IS set ``max_size=None,
+    xflip=False``); None when there is no subset, so the run's own data set already holds every image."""
+    if whole and data.subset is None:
+        return None
+    return open_dataset(data.source, resolution=data.resolution, channels=data.channels,
+                        mirror=data.mirror and not whole, subset=None if whole else data.subset,
+                        subset_seed=data.subset_seed, skip_bad=data.skip_bad, use_labels=data.use_labels,
+                        stream=data.stream)
+
+
 def build_run(cfg: TrainConfig, run_dir: Path, device: torch.device, fresh: bool, source: str | Path | None,
               extra_terms: list | None = None) -> TrainingRun:
     """Data, networks (from ``cfg.init`` when ``fresh``), augmentation, loss terms, phases and the state
     registry of this process, at iteration 0. ``source`` names the state file in error messages."""
     rank, world = dist.rank(), dist.world_size()
     cfg = TrainConfig.from_dict(cfg.to_dict())           # completed below from the data; the caller's is not changed
-    data = open_dataset(cfg.data.source, resolution=cfg.data.resolution, channels=cfg.data.channels,
-                        mirror=cfg.data.mirror, subset=cfg.data.subset, subset_seed=cfg.data.subset_seed,
-                        skip_bad=cfg.data.skip_bad, use_labels=cfg.data.use_labels, stream=cfg.data.stream)
+    data = open_training_data(cfg.data)
     cfg.data.resolution, cfg.data.channels = data.resolution, data.num_channels
     if cfg.data.use_labels and not data.has_labels:
         raise UserError(f"--cond: {cfg.data.source} has no labels (a dataset.json with \"labels\" beside the images); "

@@ -11,6 +11,7 @@ continues from is :mod:`fakeclr.train.resume`'s policy.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import signal
@@ -28,7 +29,7 @@ from ..files import atomic_write
 from ..images import readable_zoom, save_grid
 from ..provenance import record_start
 from . import checkpoint as ckpt
-from .assembly import TrainingRun, build_run, gather_states, restore_run
+from .assembly import TrainingRun, build_run, gather_states, open_training_data, restore_run
 from .lock import RunLock
 from .loss import PHASES, PhaseContext
 from .monitor import Monitor
@@ -232,6 +233,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume, device, stop_at_kimg, tensor
     tick_start_nimg = run.cur_nimg
     last = {"cur_nimg": run.cur_nimg, "iterations": run.iteration, "state": resume, "network": None}
 
+    whole_data = functools.cache(lambda: open_training_data(cfg.data, whole=True))   # opened at the first metric
+
     def save_checkpoint() -> None:
         state_out = {"config": cfg.to_json(), "data": data_identity, **run.registry.state_dict(gather_states)}
         net_path, path = ckpt.network_path(run_dir, run.cur_nimg), ckpt.state_path(run_dir, run.cur_nimg)
@@ -241,7 +244,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume, device, stop_at_kimg, tensor
             ckpt.save_state(path, state_out)
             ckpt.prune_states(run_dir, keep=2)
             if cfg.metrics:
-                _snapshot_metrics(cfg, G_ema, run.data, device, run_dir, net_path.name, run.cur_nimg, monitor, stream)
+                _snapshot_metrics(cfg, G_ema, run.data, whole_data, device, run_dir, net_path.name, run.cur_nimg,
+                                  monitor, stream)
         last.update(cur_nimg=run.cur_nimg, iterations=run.iteration, state=path, network=net_path)
         dist.barrier()
 
@@ -338,15 +342,16 @@ def _announce(run: TrainingRun, resumed: bool, loaded: list[str], grid_z, grid_c
               flush=True)
 
 
-def _snapshot_metrics(cfg: TrainConfig, G_ema, data, device, run_dir: Path, snapshot: str, cur_nimg: int,
-                      monitor: Monitor, stream) -> None:
+def _snapshot_metrics(cfg: TrainConfig, G_ema, data, whole_data, device, run_dir: Path, snapshot: str,
+                      cur_nimg: int, monitor: Monitor, stream) -> None:
     """Evaluate ``cfg.metrics`` on G_ema: ``metric-<name>.jsonl`` lines, TensorBoard ``Metrics/...``, a status line.
+    ``data`` is the run's data set, ``whole_data()`` every image of it when that is a subset (else None).
 
     The metrics draw from their own seeded generators and leave the training RNG untouched.
     """
     from ..metrics.registry import MetricContext, append_metric_jsonl, calc_metric
     ctx = MetricContext(G=G_ema, dataset=data, device=device, num_gen=cfg.metrics_num_gen, progress=False,
-                        ref=cfg.metrics_ref, ref_flag="--metrics-ref")
+                        ref=cfg.metrics_ref, ref_flag="--metrics-ref", open_whole=whole_data)
     for name in cfg.metrics:
         result = calc_metric(name, ctx)
         append_metric_jsonl(run_dir, result, snapshot=snapshot, kimg=cur_nimg / 1000)

@@ -1,10 +1,11 @@
 """The study's evaluation of one trained run (:func:`evaluate_run`), on ``G_ema`` against the training images
-without x-flips: FID and KID at every evaluation point (a network snapshot), and at the end PPL, the latent
+without x-flips (all of them, also for a ``--subset`` run): FID and KID at every evaluation point (a network snapshot), and at the end PPL, the latent
 continuity score and the noise floor; each result appended to the run's ``metric-<name>.jsonl`` as it is
 computed, so an interrupted evaluation continues where it stopped."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -82,6 +83,8 @@ def evaluate_run(run_dir: str | Path, points: list[float], num_gen: int, continu
     labels = [metric_label(name, num_gen) for name in measured]
     fid_l = labels[0]
     dataset, curve, final = None, [], {}
+    # FID/KID of a --subset run compare with every training image (StyleGAN2-ADA's max_size=None), opened once
+    open_whole = functools.cache(lambda: training_dataset(snaps[-1], None, whole=True))
 
     def record(res: MetricResult, snapshot: Path, kimg: float) -> None:
         append_metric_jsonl(run_dir, res, snapshot=snapshot.name, kimg=kimg, study=True)
@@ -95,7 +98,8 @@ def evaluate_run(run_dir: str | Path, points: list[float], num_gen: int, continu
         G = load_generator(snapshot, "G_ema", device)
         if ref is None or (last and has_w_space(G)):
             dataset = dataset or training_dataset(snapshot, None, G)
-        ctx = MetricContext(G, dataset, device, seed=EVAL_SEED, num_gen=num_gen, progress=False, ref=ref)
+        ctx = MetricContext(G, dataset, device, seed=EVAL_SEED, num_gen=num_gen, progress=False, ref=ref,
+                            open_whole=open_whole)
         wanted = [(name, ctx) for name in measured]
         if last and has_w_space(G):                      # PPL and continuity walk StyleGAN2's W space
             wanted.append(("ppl_wend" if compared_size(G.img_resolution, True) >= 16 else "ppl2_wend", ctx))
@@ -111,7 +115,8 @@ def evaluate_run(run_dir: str | Path, points: list[float], num_gen: int, continu
         if last and with_noise_floor:
             if (snapshot.name, "noise_floor") not in done:
                 start = time.time()
-                other = MetricContext(G, dataset, device, seed=NOISE_SEED, num_gen=num_gen, progress=False)
+                other = MetricContext(G, dataset, device, seed=NOISE_SEED, num_gen=num_gen, progress=False,
+                                      open_whole=open_whole)
                 floor = noise_floor(ctx.gen_features(num_gen, protocol=protocol),
                                     other.gen_features(num_gen, protocol=protocol), seed=EVAL_SEED)
                 kid_l = labels[1] if len(labels) > 1 else f"kid{fid_l[3:]}"
