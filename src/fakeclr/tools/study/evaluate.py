@@ -1,7 +1,7 @@
 """The study's evaluation of one trained run (:func:`evaluate_run`), on ``G_ema`` against the training images
-without x-flips (all of them, also for a ``--subset`` run): FID and KID at every evaluation point (a network snapshot), and at the end PPL, the latent
-continuity score and the noise floor; each result appended to the run's ``metric-<name>.jsonl`` as it is
-computed, so an interrupted evaluation continues where it stopped."""
+without x-flips (all of them, also for a ``--subset`` run): FID and KID at every evaluation point (a network
+snapshot), and at the end PPL, the latent continuity score and the noise floor; each result appended to the run's
+``metric-<name>.jsonl`` as it is computed, so an interrupted evaluation continues where it stopped."""
 
 from __future__ import annotations
 
