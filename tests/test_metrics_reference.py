@@ -274,6 +274,13 @@ def test_train_time_full_metrics_of_a_subset_run_compare_with_every_image(tmp_pa
         out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert out["reference"] == line["reference"]
         assert out["results"]["fid8_full"] == pytest.approx(line["results"]["fid8_full"], rel=1e-9)
+    # So does the study's evaluation of the run (FID and KID only: no PPL, continuity or noise floor here).
+    from fakeclr.tools.study import evaluate
+    monkeypatch.setattr(evaluate, "has_w_space", lambda G: False)
+    res = evaluate.evaluate_run(tmp_path / "run", [0.008], 8, continuity_paths=0, with_noise_floor=False)
+    assert res["metrics"]["fid8_full"] == pytest.approx(line["results"]["fid8_full"], rel=1e-9)
+    study_lines = [json.loads(x) for x in (tmp_path / "run" / "metric-fid8_full.jsonl").read_text().splitlines()]
+    assert study_lines[-1]["study"] and study_lines[-1]["reference"]["images"] == 100
 
 
 def test_cifar_data_as_reference_is_its_test_split(setup, tmp_path):

@@ -84,7 +84,7 @@ def evaluate_run(run_dir: str | Path, points: list[float], num_gen: int, continu
     fid_l = labels[0]
     dataset, curve, final = None, [], {}
     # FID/KID of a --subset run compare with every training image (StyleGAN2-ADA's max_size=None), opened once
-    open_whole = functools.cache(lambda: training_dataset(snaps[-1], None, whole=True))
+    open_whole = functools.cache(lambda: training_dataset(snaps[-1][1], None, whole=True))
 
     def record(res: MetricResult, snapshot: Path, kimg: float) -> None:
         append_metric_jsonl(run_dir, res, snapshot=snapshot.name, kimg=kimg, study=True)
