@@ -3,7 +3,12 @@ checked against hand computations."""
 
 import json
 import math
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -390,7 +395,7 @@ def test_threads_are_divided_between_the_jobs(tmp_path, monkeypatch):
     """``--threads T --jobs J`` gives each child ``T // J`` threads (at least one); without it, the cores."""
     seen = []
     monkeypatch.setattr(runner, "run_job",
-                        lambda job, device, threads, log: seen.append(threads) or {"status": "failed"})
+                        lambda job, device, threads, log, procs: seen.append(threads) or {"status": "failed"})
     monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
     study = st.STUDIES["table2"]
     jobs = st.plan_study(study, ["lfw"], tmp_path, "tiny", [0], kimg=0.05)[:2]
@@ -593,3 +598,56 @@ def test_a_study_with_a_reference_set_measures_fid10k_as_the_metrics_command_doe
     assert main(["study", str(spec), "--outdir", str(out), "--scale", "cifar-cpu", "--data", "lfw",
                  "--ref", str(tmp_path / "missing.zip"), "--dry-run"]) != 0
     assert "--ref" in capsys.readouterr().err
+
+
+def _processes_of(run_dir: Path) -> list[int]:
+    """The pids whose command line names ``run_dir`` (the study's job processes of that run)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and str(run_dir) in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                pids.append(int(d.name))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the job processes in /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_study_stops_its_running_job_with_its_state_saved_and_starts_no_other(tmp_path, sig):
+    """``kill`` (or Ctrl-C) on ``fakeclr study`` reaches its job: the training saves a state and stops, no other
+    run starts, no job process is left behind, and the study exits with 128 + the signal number."""
+    (tmp_path / "s.json").write_text('{"runs": {"a": {"method": "ada"}, "b": {"method": "ada"}}}')
+    out = tmp_path / "o"
+    first, second = out / "lfw" / "a-seed0", out / "lfw" / "b-seed0"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    argv = ["study", str(tmp_path / "s.json"), "--outdir", str(out), "--scale", "tiny", "--data", "lfw", "--seeds",
+            "0", "--kimg", "2", "--jobs", "1", "--noise-seeds", "0", "--threads", "1"]
+    study = subprocess.Popen([sys.executable, "-m", "fakeclr", *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.time() + 300
+        while not (first / "stats.jsonl").is_file() and study.poll() is None and time.time() < deadline:
+            time.sleep(0.5)                   # the first tick of run a: it is training
+        assert study.poll() is None, study.stdout.read()
+        study.send_signal(sig)
+        log, _ = study.communicate(timeout=300)
+    finally:
+        leftover = _processes_of(first)
+        for pid in leftover:
+            os.kill(pid, signal.SIGKILL)
+        if study.poll() is None:
+            study.kill()
+    assert leftover == [], "a job process outlived the study"
+    name = signal.Signals(sig).name
+    assert study.returncode == 128 + sig, log
+    assert f"Study s stopped by {name}: 0 of 2 run(s) finished; lfw/a-seed0 saved their progress." in log
+    job_log = (first / "study.log").read_text()
+    assert "Stopped by SIGTERM at kimg" in job_log
+    kimg = float(job_log.split("Stopped by SIGTERM at kimg ")[1].split(";")[0])
+    assert 0 < kimg < 2 and list(first.glob("training-state-*"))
+    assert not (second / "study.log").exists()          # the other run never started
+    record = json.loads((out / "study.json").read_text())
+    assert {r["name"]: r["status"] for r in record["runs"]} == {"a": "stopped", "b": "pending"}

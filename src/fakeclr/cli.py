@@ -672,7 +672,7 @@ def _add_study(sub) -> None:
 
 def _run_study(args) -> int:
     from .tools.generate import parse_seeds
-    from .tools.study import check_jobs, load_study, plan_study, run_study, select_runs
+    from .tools.study import StudyStopped, check_jobs, load_study, plan_study, run_study, select_runs
     study = load_study(args.study)
     if args.runs:
         study = select_runs(study, [r.strip() for r in args.runs.split(",") if r.strip()])
@@ -684,7 +684,11 @@ def _run_study(args) -> int:
             print(f"{job.label}: {job.command()}  (evaluated at kimg "
                   f"{', '.join(f'{k:g}' for k in job.points)}{'; noise floor' if job.noise_floor else ''})")
         return 0
-    record = run_study(study, jobs, args.outdir, args.jobs, args.device, threads=args.threads)
+    try:
+        record = run_study(study, jobs, args.outdir, args.jobs, args.device, threads=args.threads)
+    except StudyStopped as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
     return 0 if all(r["status"] == "done" for r in record["runs"]) else 1
 
 

@@ -42,12 +42,12 @@ from __future__ import annotations
 from .evaluate import EVAL_SEED, NOISE_SEED, evaluate_run, snapshots
 from .plan import Job, check_jobs, data_name, evaluation_points, plan_study
 from .render import write_study
-from .runner import run_study
+from .runner import StudyStopped, run_study
 from .specs import (PAPER, SCALES, STUDIES, Scale, Study, load_study, option_path, run_init, run_overrides,
                     select_runs)
 from .summary import claims, code_summary, mean_std, noise_floor, paper_columns, study_record, summarise
 
 __all__ = ["Scale", "SCALES", "Study", "STUDIES", "PAPER", "load_study", "select_runs", "option_path",
            "run_overrides", "run_init", "Job", "plan_study", "check_jobs", "data_name", "evaluation_points",
-           "run_study", "evaluate_run", "snapshots", "EVAL_SEED", "NOISE_SEED", "summarise", "claims", "noise_floor",
-           "mean_std", "paper_columns", "study_record", "code_summary", "write_study"]
+           "run_study", "StudyStopped", "evaluate_run", "snapshots", "EVAL_SEED", "NOISE_SEED", "summarise", "claims",
+           "noise_floor", "mean_std", "paper_columns", "study_record", "code_summary", "write_study"]
