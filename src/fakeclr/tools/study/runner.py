@@ -50,7 +50,7 @@ class _Jobs:
     def __init__(self):
         self.signum: int | None = None
         self._procs: set[subprocess.Popen] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()    # re-entrant: a second signal may arrive inside the handler
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> "_Jobs":
